@@ -1,0 +1,172 @@
+"""FAISS index kinds: one small class each, one interface.
+
+Every kind searches by inner product over L2-normalised float32 vectors (inner product = cosine)
+and stores int64 ids. A kind says how to build a FAISS index for ``n`` vectors, whether it must be
+trained, whether FAISS can remove ids from it, and how to pass per-call search parameters.
+``nprobe`` and ``efSearch`` are passed per call (``SearchParameters``), never set on the index,
+because two searches with different values would race [faiss#2204].
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import faiss
+import numpy as np
+
+KIND_NAMES = ("auto", "flat", "hnsw", "ivf-sq8", "ivf-pq")
+
+#: ``auto`` stays exact (flat) below this many live vectors and becomes ivf-sq8 at or above it.
+#: Measured (BENCHMARKS.md): a flat single query through the store takes 2.3 ms at 40k vectors and
+#: 52 ms at 1M, so flat stays under 2 ms to about 30k; ivf-sq8 answers in < 1 ms at 1M, recall@10 0.99+.
+AUTO_APPROXIMATE_FROM = 30_000
+
+
+@dataclass(frozen=True)
+class SearchKnobs:
+    """Per-call search parameters; None means the kind's default."""
+
+    nprobe: int | None = None
+    ef_search: int | None = None
+
+
+class IndexKind(ABC):
+    """How to build and search one kind of FAISS index."""
+
+    name: str = ""
+    trains: bool = False  #: needs ``train`` on a sample before ``add``
+    removes: bool = True  #: FAISS ``remove_ids`` works on it
+    rerank: int = 0  #: fetch ``k * rerank`` candidates and re-rank them exactly (0: off)
+
+    @abstractmethod
+    def make(self, dim: int, n: int) -> faiss.Index:
+        """A new, empty FAISS index for about ``n`` vectors of dimension ``dim``."""
+
+    def params(self, knobs: SearchKnobs) -> faiss.SearchParameters | None:
+        """FAISS search parameters for one call."""
+        return None
+
+    def search(self, index: faiss.Index, queries: np.ndarray, k: int, knobs: SearchKnobs) -> np.ndarray:
+        """Ids (int64, -1 for none) of the ``k`` best candidates of each query."""
+        return index.search(queries, k, params=self.params(knobs))[1]
+
+    def describe(self, index: faiss.Index) -> dict:
+        """Build parameters worth recording in the manifest."""
+        return {}
+
+
+class FlatKind(IndexKind):
+    """Exact search: every query is compared to every vector. 4*d bytes a vector."""
+
+    name = "flat"
+    #: FAISS 1.15 computes flat distances with BLAS only past a threshold (default 128000). Measured
+    #: at 200k x 384 on 2 cores: threshold 16 makes a 64-query batch 6x faster (347 -> 57 ms) and
+    #: a single query 2x slower (10 -> 20 ms). The value is process-global, so it is chosen per
+    #: call; a concurrent call may see the other value, which changes speed, never results.
+    blas_from = 16
+
+    def search(self, index: faiss.Index, queries: np.ndarray, k: int, knobs: SearchKnobs) -> np.ndarray:
+        faiss.cvar.distance_compute_blas_threshold = 16 if len(queries) >= self.blas_from else 128_000
+        return index.search(queries, k)[1]
+
+    def make(self, dim: int, n: int) -> faiss.Index:
+        return faiss.index_factory(dim, "IDMap,Flat", faiss.METRIC_INNER_PRODUCT)
+
+
+class HNSWKind(IndexKind):
+    """Graph search (HNSW). Fast and accurate, all in RAM; FAISS cannot remove from it [faiss#3339]."""
+
+    name = "hnsw"
+    removes = False
+
+    def __init__(self, m: int = 32, ef_construction: int = 80, ef_search: int = 64) -> None:
+        self.m, self.ef_construction, self.ef_search = m, ef_construction, ef_search
+
+    def make(self, dim: int, n: int) -> faiss.Index:
+        index = faiss.index_factory(dim, f"IDMap,HNSW{self.m}", faiss.METRIC_INNER_PRODUCT)
+        faiss.downcast_index(index.index).hnsw.efConstruction = self.ef_construction
+        return index
+
+    def params(self, knobs: SearchKnobs) -> faiss.SearchParameters:
+        return faiss.SearchParametersHNSW(efSearch=knobs.ef_search or self.ef_search)
+
+    def describe(self, index: faiss.Index) -> dict:
+        return {"m": self.m, "ef_construction": self.ef_construction, "ef_search": self.ef_search}
+
+
+def choose_nlist(n: int) -> int:
+    """Inverted lists for ``n`` vectors: ~4*sqrt(n) rounded to a power of two, >= 39 points a list."""
+    if n < 2 * 39:
+        return 1
+    target = 2 ** round(math.log2(4 * math.sqrt(n)))
+    return int(max(1, min(target, n // 39, 65536)))
+
+
+class _IVFKind(IndexKind):
+    """Shared parts of the inverted-file kinds: a flat coarse quantizer and per-call nprobe."""
+
+    trains = True
+
+    def __init__(self, nprobe: int = 32) -> None:
+        self.nprobe = nprobe
+
+    def params(self, knobs: SearchKnobs) -> faiss.SearchParameters:
+        return faiss.SearchParametersIVF(nprobe=knobs.nprobe or self.nprobe)
+
+    def describe(self, index: faiss.Index) -> dict:
+        return {"nlist": int(faiss.extract_index_ivf(index).nlist), "nprobe": self.nprobe}
+
+
+class IVFSQ8Kind(_IVFKind):
+    """Inverted file with 8-bit scalar-quantised vectors: d+8 bytes a vector, recall close to exact.
+
+    SQ8 scores are approximate, so ``2k`` candidates are re-ranked with the exact vectors.
+    """
+
+    name = "ivf-sq8"
+    rerank = 2
+
+    def make(self, dim: int, n: int) -> faiss.Index:
+        return faiss.index_factory(dim, f"IVF{choose_nlist(n)},SQ8", faiss.METRIC_INNER_PRODUCT)
+
+
+def choose_pq_m(dim: int) -> int:
+    """Sub-quantizers for product quantisation: the largest divisor of ``dim`` <= dim / 8."""
+    return max(m for m in range(1, max(1, dim // 8) + 1) if dim % m == 0)
+
+
+class IVFPQKind(_IVFKind):
+    """Inverted file with product-quantised codes (~dim/8 bytes a vector in RAM).
+
+    PQ alone loses recall badly, so the store re-ranks ``k * rerank`` candidates exactly with the
+    vectors it keeps in SQLite: RAM holds only the codes, the exact vectors stay on disk.
+    """
+
+    name = "ivf-pq"
+    rerank = 16
+
+    def make(self, dim: int, n: int) -> faiss.Index:
+        nbits = 8 if n >= 256 * 39 else max(1, min(8, int(math.log2(max(2, n // 39)))))
+        spec = f"IVF{choose_nlist(n)},PQ{choose_pq_m(dim)}x{nbits}"
+        index = faiss.index_factory(dim, spec, faiss.METRIC_INNER_PRODUCT)
+        index.do_polysemous_training = False  # costly, and the exact re-rank makes it moot
+        return index
+
+
+def kind_for(name: str, live: int) -> IndexKind:
+    """The kind named ``name``; ``auto`` resolves by the number of live vectors."""
+    if name == "auto":
+        name = "flat" if live < AUTO_APPROXIMATE_FROM else "ivf-sq8"
+    kinds = {"flat": FlatKind, "hnsw": HNSWKind, "ivf-sq8": IVFSQ8Kind, "ivf-pq": IVFPQKind}
+    if name not in kinds:
+        raise ValueError(f"unknown index kind {name!r}; choose one of {', '.join(KIND_NAMES)}")
+    return kinds[name]()
+
+
+def train_size(index: faiss.Index) -> int:
+    """How many vectors to train ``index`` on: 64 a list within [10k, 160k], never under 39 a list
+    (k-means quality drops below that; the PQ codebooks need 256 points each, always met)."""
+    nlist = faiss.extract_index_ivf(index).nlist
+    return int(max(min(max(64 * nlist, 10_000), 160_000), 39 * nlist))

@@ -1,0 +1,86 @@
+"""manifest.json: what an index folder holds and how it was made, written atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .errors import IndexFolderError
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class Manifest:
+    """The facts about one index folder.
+
+    ``encoder`` is opaque to the store (name, dimension, fingerprint of whatever made the vectors);
+    ``tau`` is the duplicate threshold that travels with the index. ``snapshot`` names the FAISS
+    file and the highest sequence number it contains (``seq``).
+    """
+
+    dimension: int
+    kind: str  #: the kind asked for (may be "auto")
+    built_kind: str = ""  #: the kind the FAISS snapshot actually is
+    encoder: dict = field(default_factory=dict)
+    tau: float | None = None
+    count: int = 0
+    params: dict = field(default_factory=dict)
+    snapshot: dict = field(default_factory=dict)
+    metric: str = "inner_product"
+    format_version: int = FORMAT_VERSION
+
+    def save(self, folder: Path) -> None:
+        """Write the manifest atomically (temporary file, fsync, rename, fsync of the folder)."""
+        write_atomic(Path(folder) / MANIFEST, json.dumps(asdict(self), indent=2).encode())
+
+    @classmethod
+    def load(cls, folder: Path) -> Manifest:
+        """Read and check the manifest of ``folder``."""
+        path = Path(folder) / MANIFEST
+        if not Path(folder).is_dir():
+            raise IndexFolderError(f"{folder}: no index folder here (build one with `twin build`)")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise IndexFolderError(f"{path}: missing; {folder} is not a twin index") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise IndexFolderError(f"{path}: damaged manifest ({exc})") from None
+        if not isinstance(data, dict) or data.get("format_version") != FORMAT_VERSION:
+            raise IndexFolderError(
+                f"{path}: unsupported format version {data.get('format_version') if isinstance(data, dict) else None!r}"
+                f" (this twin reads {FORMAT_VERSION})"
+            )
+        known = set(cls.__dataclass_fields__)
+        try:
+            return cls(**{k: v for k, v in data.items() if k in known})
+        except TypeError as exc:
+            raise IndexFolderError(f"{path}: damaged manifest ({exc})") from None
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` so that a crash leaves either the old or the new file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename inside ``folder`` durable."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,203 @@
+"""SQLite side of the store: ids, text, payload, vectors and sequence numbers.
+
+SQLite (WAL mode, ``synchronous=FULL``) is the source of truth. One row an item: ``seq`` (the
+int64 id FAISS knows it by), the user's string ``id`` (unique), its text, a JSON payload and the
+float32 vector. Every write of an item gives it a new ``seq`` from a counter that never goes back,
+so a FAISS entry left from an older version of the item (or a deleted one) matches no row: it is
+a tombstone, filtered at search time and dropped at the next rebuild. A FAISS snapshot records the
+highest ``seq`` it holds; rows past it are replayed on open.
+
+Thread safety: one connection, every call under one lock. Calls are short (a transaction of one
+batch, or a primary-key look-up).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS items (
+    seq     INTEGER PRIMARY KEY,
+    id      TEXT NOT NULL UNIQUE,
+    text    TEXT,
+    payload TEXT NOT NULL DEFAULT '{}',
+    vector  BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO counters VALUES ('next_seq', 1);
+"""
+
+#: SQLite's limit on host parameters in one statement is 32766; stay well below it.
+CHUNK = 10_000
+
+
+@dataclass
+class Record:
+    """One stored item as the store returns it."""
+
+    id: str
+    text: str | None
+    payload: dict = field(default_factory=dict)
+    vector: np.ndarray | None = None
+    seq: int = 0
+
+
+class MetaDB:
+    """The SQLite file beside the FAISS index."""
+
+    def __init__(self, path: Path, dim: int) -> None:
+        self.path, self.dim = Path(path), dim
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(SCHEMA)
+        self._count = self._db.execute("SELECT COUNT(*) FROM items").fetchone()[0]
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            self._db.close()
+
+    # -- writes -----------------------------------------------------------------------------
+    def upsert(
+        self, ids: Sequence[str], texts: Sequence[str | None], payloads: Sequence[dict],
+        vectors: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Write items in one transaction; return (new seqs, seqs of the versions replaced)."""
+        with self._lock, self._transaction():
+            old = self._seqs_of(ids)
+            self._delete_ids(ids)
+            first = self._take_seqs(len(ids))
+            seqs = np.arange(first, first + len(ids), dtype=np.int64)
+            self._db.executemany(
+                "INSERT INTO items (seq, id, text, payload, vector) VALUES (?, ?, ?, ?, ?)",
+                (
+                    (int(s), i, t, json.dumps(p, ensure_ascii=False), v.tobytes())
+                    for s, i, t, p, v in zip(seqs, ids, texts, payloads, vectors)
+                ),
+            )
+        self._count += len(ids) - len(old)
+        return seqs, old
+
+    def delete(self, ids: Sequence[str]) -> tuple[list[str], np.ndarray]:
+        """Delete items in one transaction; return (ids that existed, their seqs)."""
+        with self._lock, self._transaction():
+            found = self._rows_by_id(ids, "id, seq")
+            self._delete_ids([r[0] for r in found])
+            # Burn a seq so that a snapshot taken after this delete is newer than the deleted rows.
+            self._take_seqs(1)
+        self._count -= len(found)
+        return [r[0] for r in found], np.array([r[1] for r in found], dtype=np.int64)
+
+    # -- reads ------------------------------------------------------------------------------
+    def records(self, seqs: Sequence[int], with_vectors: bool = False) -> dict[int, Record]:
+        """Records of the given seqs that still exist (a missing seq is a tombstone)."""
+        cols = "seq, id, text, payload" + (", vector" if with_vectors else "")
+        out: dict[int, Record] = {}
+        with self._lock:
+            for part in _chunks(list(dict.fromkeys(int(s) for s in seqs))):
+                marks = ",".join("?" * len(part))
+                for row in self._db.execute(f"SELECT {cols} FROM items WHERE seq IN ({marks})", part):
+                    out[row[0]] = self._record(row, with_vectors)
+        return out
+
+    def get(self, item_id: str) -> Record | None:
+        """The record stored under ``item_id``, with its vector, or None."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT seq, id, text, payload, vector FROM items WHERE id = ?", (item_id,)
+            ).fetchone()
+        return self._record(row, True) if row else None
+
+    def count(self) -> int:
+        """Number of live items (kept in memory: COUNT(*) scans the table)."""
+        return self._count
+
+    def last_seq(self) -> int:
+        """The highest seq handed out so far (0 when none)."""
+        with self._lock:
+            return self._db.execute("SELECT value FROM counters WHERE name='next_seq'").fetchone()[0] - 1
+
+    def vectors_after(self, seq: int, batch: int = 50_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(seqs, vectors) of live rows with a seq above ``seq``, in seq order, in batches."""
+        while True:
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT seq, vector FROM items WHERE seq > ? ORDER BY seq LIMIT ?", (seq, batch)
+                ).fetchall()
+            if not rows:
+                return
+            yield self._unpack(rows)
+            seq = rows[-1][0]
+
+    def sample_vectors(self, size: int, seed: int = 0) -> np.ndarray:
+        """About ``size`` vectors drawn at random (all of them when there are fewer)."""
+        with self._lock:
+            low, high = self._db.execute("SELECT MIN(seq), MAX(seq) FROM items").fetchone()
+        if low is None:
+            return np.empty((0, self.dim), dtype=np.float32)
+        if self.count() <= size:
+            return np.concatenate([v for _, v in self.vectors_after(0)])
+        rng = np.random.default_rng(seed)
+        picks = np.unique(rng.integers(low, high + 1, size=2 * size))  # seqs have gaps: over-draw
+        found = self.records(picks.tolist(), with_vectors=True)
+        vectors = np.stack([r.vector for r in found.values()])
+        return vectors[rng.permutation(len(vectors))[:size]]
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._db)
+
+    def _take_seqs(self, n: int) -> int:
+        first = self._db.execute("SELECT value FROM counters WHERE name='next_seq'").fetchone()[0]
+        self._db.execute("UPDATE counters SET value = ? WHERE name='next_seq'", (first + n,))
+        return first
+
+    def _rows_by_id(self, ids: Sequence[str], cols: str) -> list[tuple]:
+        rows: list[tuple] = []
+        for part in _chunks(list(ids)):
+            marks = ",".join("?" * len(part))
+            rows += self._db.execute(f"SELECT {cols} FROM items WHERE id IN ({marks})", part).fetchall()
+        return rows
+
+    def _seqs_of(self, ids: Sequence[str]) -> np.ndarray:
+        return np.array([r[0] for r in self._rows_by_id(ids, "seq")], dtype=np.int64)
+
+    def _delete_ids(self, ids: Sequence[str]) -> None:
+        for part in _chunks(list(ids)):
+            self._db.execute(f"DELETE FROM items WHERE id IN ({','.join('?' * len(part))})", part)
+
+    def _record(self, row: tuple, with_vector: bool) -> Record:
+        vector = np.frombuffer(row[4], dtype=np.float32) if with_vector else None
+        return Record(id=row[1], text=row[2], payload=json.loads(row[3]), vector=vector, seq=row[0])
+
+    def _unpack(self, rows: list[tuple]) -> tuple[np.ndarray, np.ndarray]:
+        seqs = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
+        return seqs, vectors.reshape(len(rows), self.dim)
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on error."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind: type | None, *_: object) -> None:
+        self.db.execute("COMMIT" if kind is None else "ROLLBACK")
+
+
+def _chunks(items: list, size: int = CHUNK) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

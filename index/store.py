@@ -1,0 +1,373 @@
+"""VectorStore: string ids -> L2-normalised float32 vectors, searched by inner product (cosine).
+
+A folder holds three things:
+- ``meta.sqlite``: the source of truth (see ``meta.py``); a write is acknowledged only after its
+  SQLite commit.
+- ``index-<seq>.faiss``: a snapshot of the FAISS index holding every write up to ``seq``.
+- ``manifest.json``: dimension, kind, encoder, tau, count and the name of the current snapshot.
+
+Saving writes a new snapshot file (temporary name, fsync, rename), then the manifest that names
+it (the same way), then removes the older snapshot. A process killed at any moment leaves a
+manifest that names a complete snapshot; opening replays the SQLite rows newer than it. A snapshot
+that cannot be read is rebuilt from SQLite.
+
+Locking: one ``ReadWriteLock`` per store. Searches hold it shared (FAISS allows concurrent
+searches, not a search during add/remove [faiss#367]); add, delete and rebuild hold it alone, so a
+search sees a batch of writes entirely or not at all. Snapshots are written under the shared lock.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+from tqdm import tqdm
+
+from .errors import BadVectorError, EncoderMismatchError, IndexFolderError
+from .kinds import KIND_NAMES, IndexKind, SearchKnobs, kind_for, train_size
+from .locks import ReadWriteLock
+from .manifest import MANIFEST, Manifest, fsync_dir
+from .meta import MetaDB, Record
+
+META_FILE = "meta.sqlite"
+
+
+@dataclass
+class Hit:
+    """One search result: the item's id, its cosine similarity to the query, text and payload."""
+
+    id: str
+    score: float
+    text: str | None
+    payload: dict
+
+
+class VectorStore:
+    """Add, upsert, delete, get and search vectors by string id, persisted in one folder."""
+
+    def __init__(self, folder: Path, manifest: Manifest, meta: MetaDB) -> None:
+        self.folder, self.manifest, self._meta = Path(folder), manifest, meta
+        self._lock = ReadWriteLock()
+        self._index: faiss.Index | None = None
+        self._kind: IndexKind = kind_for(manifest.kind, 0)
+        self._applied_seq = 0  # highest seq whose write FAISS holds
+        self._stale = 0  # FAISS entries that match no live row (tombstones)
+        self._trained_on = 0
+        self._changed = False  # FAISS differs from the snapshot on disk
+
+    # -- lifecycle ------------------------------------------------------------------------
+    @classmethod
+    def create(
+        cls, folder: str | Path, dimension: int, kind: str = "auto", encoder: dict | None = None,
+        tau: float | None = None, force: bool = False,
+    ) -> VectorStore:
+        """Make a new, empty index folder. An existing index is replaced only with ``force``."""
+        folder = Path(folder)
+        if kind not in KIND_NAMES:
+            raise ValueError(f"unknown index kind {kind!r}; choose one of {', '.join(KIND_NAMES)}")
+        if (folder / MANIFEST).exists() or (folder / META_FILE).exists():
+            if not force:
+                raise IndexFolderError(f"{folder}: an index already exists (use --force to replace it)")
+            _remove_index_files(folder)
+        elif folder.exists() and not folder.is_dir():
+            raise IndexFolderError(f"{folder}: exists and is not a folder")
+        folder.mkdir(parents=True, exist_ok=True)
+        manifest = Manifest(dimension=dimension, kind=kind, encoder=dict(encoder or {}), tau=tau)
+        store = cls(folder, manifest, MetaDB(folder / META_FILE, dimension))
+        manifest.save(folder)
+        return store
+
+    @classmethod
+    def open(cls, folder: str | Path, encoder: dict | None = None) -> VectorStore:
+        """Open an index folder. ``encoder`` (name, dimension, fingerprint) must match the one it
+        was built with: vectors from another model are meaningless against it."""
+        folder = Path(folder)
+        manifest = Manifest.load(folder)
+        _check_encoder(folder, manifest.encoder, encoder)
+        if not (folder / META_FILE).is_file():
+            raise IndexFolderError(f"{folder / META_FILE}: missing; the index folder is damaged")
+        store = cls(folder, manifest, MetaDB(folder / META_FILE, manifest.dimension))
+        store._load_snapshot()
+        return store
+
+    def close(self) -> None:
+        """Release the SQLite connection (unsaved FAISS changes are replayed on the next open)."""
+        self._meta.close()
+
+    def __enter__(self) -> VectorStore:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # -- properties -----------------------------------------------------------------------
+    @property
+    def dimension(self) -> int:
+        """Vector dimension."""
+        return self.manifest.dimension
+
+    def __len__(self) -> int:
+        return self._meta.count()
+
+    @property
+    def built_kind(self) -> str:
+        """The kind of the FAISS index in use (``auto`` resolved)."""
+        return self._kind.name
+
+    # -- writes ---------------------------------------------------------------------------
+    def add(
+        self, ids: Sequence[str], vectors: np.ndarray, texts: Sequence[str | None] | None = None,
+        payloads: Sequence[dict] | None = None,
+    ) -> list[str]:
+        """Insert or replace items. Within one batch a repeated id keeps its last occurrence.
+
+        Vectors are checked (dimension, finite, not zero) and L2-normalised. Returns the ids
+        written, in first-seen order. Durable once this returns.
+        """
+        vectors = self._checked(vectors)
+        n = len(vectors)
+        texts = list(texts) if texts is not None else [None] * n
+        payloads = list(payloads) if payloads is not None else [{}] * n
+        if not len(ids) == n == len(texts) == len(payloads):
+            raise ValueError(f"{len(ids)} ids, {n} vectors, {len(texts)} texts, {len(payloads)} payloads")
+        last = {_checked_id(i): pos for pos, i in enumerate(ids)}
+        keep = sorted(last.values())
+        ids = [str(ids[p]) for p in keep]
+        vectors = vectors[keep]
+        with self._lock.write():
+            seqs, old = self._meta.upsert(ids, [texts[p] for p in keep], [payloads[p] for p in keep], vectors)
+            self._drop(old)
+            self._changed = True
+            if self._index is not None and self._index.is_trained:
+                self._index.add_with_ids(vectors, seqs)
+                self._applied_seq = int(seqs[-1]) if len(seqs) else self._applied_seq
+            else:
+                self._index = None  # built from SQLite at the next search or save
+        return list(dict.fromkeys(ids))
+
+    def delete(self, ids: Sequence[str]) -> list[str]:
+        """Delete items by id; returns the ids that existed. Durable once this returns."""
+        with self._lock.write():
+            found, old = self._meta.delete([str(i) for i in ids])
+            self._drop(old)
+            self._changed = True
+            if self._index is not None:
+                self._applied_seq = self._meta.last_seq()
+        return found
+
+    def get(self, item_id: str) -> Record | None:
+        """The stored item (id, text, payload, normalised vector), or None."""
+        return self._meta.get(str(item_id))
+
+    # -- search ---------------------------------------------------------------------------
+    def search(
+        self, vectors: np.ndarray, k: int = 10, threshold: float | None = None,
+        nprobe: int | None = None, ef_search: int | None = None,
+    ) -> list[list[Hit]]:
+        """The ``k`` nearest items of each query, best first.
+
+        With ``threshold``, only hits scoring >= threshold are kept (k still bounds them).
+        ``nprobe`` (IVF kinds) and ``ef_search`` (HNSW) apply to this call only.
+        """
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        queries = self._checked(vectors)
+        self._ensure_index()
+        with self._lock.read():
+            if self._index is None or self._index.ntotal == 0:
+                return [[] for _ in range(len(queries))]
+            hits = self._search_locked(queries, k, SearchKnobs(nprobe, ef_search))
+        if threshold is not None:
+            hits = [[h for h in row if h.score >= threshold] for row in hits]
+        return hits
+
+    def _search_locked(self, queries: np.ndarray, k: int, knobs: SearchKnobs) -> list[list[Hit]]:
+        index, kind = self._index, self._kind
+        live = self._meta.count()
+        want = min(k, live)
+        fetch = k * max(1, kind.rerank) + (k + 16 if self._stale else 0)
+        while True:
+            fetch = min(fetch, index.ntotal)
+            found = kind.search(index, queries, fetch, knobs)
+            records = self._meta.records(found[found >= 0].tolist(), with_vectors=True)
+            rows = [[records[s] for s in row if s in records] for row in found]
+            if fetch >= index.ntotal or all(len(r) >= want for r in rows):
+                break
+            fetch *= 4  # tombstones crowded out live hits: look further
+        return [_ranked(q, row, k) for q, row in zip(queries, rows)]
+
+    # -- persistence ----------------------------------------------------------------------
+    def save(self) -> None:
+        """Bring the FAISS index up to date and write a snapshot atomically.
+
+        Rebuilds first where due: an ``auto`` index that crossed its size threshold, an IVF index
+        that grew past 4x the data it was trained on, or tombstones above a quarter of the items.
+        """
+        with self._lock.write():
+            if self._rebuild_due():
+                self._rebuild_locked()
+        with self._lock.read():
+            self._write_snapshot()
+
+    def rebuild(self, kind: str | None = None) -> None:
+        """Rebuild the FAISS index from SQLite, as ``kind`` (default: the manifest's kind)."""
+        with self._lock.write():
+            if kind is not None:
+                kind_for(kind, 0)  # validates the name
+                self.manifest.kind = kind
+            self._rebuild_locked()
+
+    def _ensure_index(self) -> None:
+        if self._index is None and self._meta.count():
+            with self._lock.write():
+                if self._index is None:
+                    self._rebuild_locked()
+
+    def _rebuild_due(self) -> bool:
+        live = self._meta.count()
+        if self._index is None:
+            return live > 0
+        if kind_for(self.manifest.kind, live).name != self._kind.name:
+            return True
+        if self._kind.trains and live > 4 * max(self._trained_on, 10_000):
+            return True
+        return self._stale > max(1000, live // 4)
+
+    def _rebuild_locked(self) -> None:
+        live = self._meta.count()
+        kind = kind_for(self.manifest.kind, live)
+        index = kind.make(self.dimension, live)
+        if kind.trains:
+            if not live:
+                self._index, self._kind = None, kind
+                return
+            index.train(self._meta.sample_vectors(train_size(index)))
+        last = self._meta.last_seq()
+        with tqdm(total=live, desc=f"building {kind.name}", unit="vec", disable=None, file=sys.stderr) as bar:
+            for seqs, vectors in self._meta.vectors_after(0):
+                index.add_with_ids(vectors, seqs)
+                bar.update(len(seqs))
+        self._index, self._kind = index, kind
+        self._applied_seq, self._stale, self._trained_on = last, 0, live
+        self._changed = True
+
+    def _write_snapshot(self) -> None:
+        name = f"index-{self._applied_seq}.faiss" if self._index is not None else ""
+        if name and (self._changed or not (self.folder / name).exists()):
+            tmp = self.folder / f".{name}.tmp"
+            faiss.write_index(self._index, str(tmp))
+            _fsync_file(tmp)
+            os.replace(tmp, self.folder / name)
+            fsync_dir(self.folder)
+        self._changed = False
+        built = self._index is not None
+        self.manifest.snapshot = (
+            {"file": name, "seq": self._applied_seq, "trained_on": self._trained_on} if built else {}
+        )
+        self.manifest.built_kind = self._kind.name if built else ""
+        self.manifest.params = self._kind.describe(self._index) if built else {}
+        self.manifest.count = self._meta.count()
+        self.manifest.save(self.folder)
+        for old in [*self.folder.glob("index-*.faiss"), *self.folder.glob(".index-*.tmp")]:
+            if old.name != name:  # older snapshots, and temp files of a writer killed mid-save
+                old.unlink(missing_ok=True)
+
+    def _load_snapshot(self) -> None:
+        snap = self.manifest.snapshot
+        path = self.folder / snap["file"] if snap.get("file") else None
+        if path is None:
+            return  # nothing snapshotted yet: built lazily from SQLite
+        try:
+            index = faiss.read_index(str(path))
+        except RuntimeError:
+            print(f"warning: {path}: unreadable snapshot, rebuilding from {META_FILE}", file=sys.stderr)
+            self._rebuild_locked()
+            return
+        self._index = index
+        self._kind = kind_for(self.manifest.built_kind or self.manifest.kind, 0)
+        self._applied_seq = int(snap.get("seq", 0))
+        self._trained_on = int(snap.get("trained_on", 0))
+        for seqs, vectors in self._meta.vectors_after(self._applied_seq):
+            index.add_with_ids(vectors, seqs)
+            self._changed = True
+        self._applied_seq = self._meta.last_seq()
+        self._stale = int(index.ntotal) - self._meta.count()
+
+    # -- helpers --------------------------------------------------------------------------
+    def _drop(self, seqs: np.ndarray) -> None:
+        """Remove replaced or deleted versions from FAISS, or count them as tombstones."""
+        if not len(seqs) or self._index is None:
+            return
+        if self._kind.removes:
+            self._index.remove_ids(np.ascontiguousarray(seqs, dtype=np.int64))
+        else:
+            self._stale += len(seqs)
+
+    def _checked(self, vectors: np.ndarray | Iterable) -> np.ndarray:
+        return check_vectors(vectors, self.dimension)
+
+
+def check_vectors(vectors: np.ndarray | Iterable, dimension: int) -> np.ndarray:
+    """``vectors`` as a C-contiguous float32 (n, d) array of unit rows, or BadVectorError."""
+    array = np.array(vectors, dtype=np.float32, copy=True)
+    if array.ndim == 1:
+        array = array.reshape(1, -1)
+    if array.ndim != 2 or array.shape[1] != dimension:
+        raise BadVectorError(f"vectors have shape {array.shape}; this index takes (n, {dimension})")
+    bad = ~np.isfinite(array).all(axis=1)
+    if bad.any():
+        raise BadVectorError(f"vector {int(np.argmax(bad))} contains NaN or infinity")
+    norms = np.linalg.norm(array, axis=1)
+    if (norms == 0).any():
+        raise BadVectorError(f"vector {int(np.argmax(norms == 0))} is all zeros")
+    return np.ascontiguousarray(array / norms[:, None], dtype=np.float32)
+
+
+def _ranked(query: np.ndarray, records: list[Record], k: int) -> list[Hit]:
+    """Exact cosine of each candidate, best first, top k."""
+    if not records:
+        return []
+    scores = np.stack([r.vector for r in records]) @ query
+    order = np.argsort(-scores, kind="stable")[:k]
+    return [
+        Hit(records[i].id, float(np.clip(scores[i], -1.0, 1.0)), records[i].text, records[i].payload)
+        for i in order
+    ]
+
+
+def _checked_id(item_id: object) -> str:
+    text = str(item_id)
+    if not text:
+        raise ValueError("an item id is empty")
+    return text
+
+
+def _check_encoder(folder: Path, built: dict, given: dict | None) -> None:
+    if not given:
+        return
+    for key in ("dimension", "fingerprint"):
+        if built.get(key) is not None and given.get(key) is not None and built[key] != given[key]:
+            raise EncoderMismatchError(
+                f"{folder}: built with encoder {built.get('name')!r} ({key} {built[key]}), "
+                f"opened with {given.get('name')!r} ({key} {given[key]}); use the same model or rebuild"
+            )
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove_index_files(folder: Path) -> None:
+    for pattern in (MANIFEST, f"{META_FILE}*", "index-*.faiss", ".*.tmp"):
+        for path in folder.glob(pattern):
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
