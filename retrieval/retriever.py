@@ -1,0 +1,178 @@
+"""Retriever: encoder + vector store + tau. The one path the CLI and the HTTP service use."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from index import VectorStore
+from index.manifest import Manifest
+
+from .encoders import Encoder, load_encoder
+from .errors import TwinError
+from .text import normalize
+from .util import chunked
+
+#: tau of the packaged all-MiniLM-L6-v2 when nothing else says: the best-accuracy threshold on the
+#: 10,000 QQP dev pairs of the BiMPM split (accuracy 0.7907), `python scripts/calibrate_default.py`.
+DEFAULT_TAU = 0.7512
+
+
+@dataclass
+class Item:
+    """Something to index: an id, its text, and a JSON payload."""
+
+    id: str
+    text: str
+    payload: dict = field(default_factory=dict)
+
+
+@dataclass
+class Match:
+    """A stored item found for a query; ``duplicate`` is ``score > tau``."""
+
+    id: str
+    score: float
+    duplicate: bool
+    text: str | None
+    payload: dict
+
+    def to_dict(self) -> dict:
+        """The JSON shape shared by ``twin query --json`` and the HTTP service."""
+        return asdict(self)
+
+
+@dataclass
+class QueryResult:
+    """One query and its matches, best first."""
+
+    query: str
+    matches: list[Match]
+
+    def to_dict(self) -> dict:
+        """``{"query": str, "matches": [...]}``."""
+        return {"query": self.query, "matches": [m.to_dict() for m in self.matches]}
+
+
+class Retriever:
+    """Encodes items with one encoder, stores them, and answers nearest-match queries.
+
+    Thread-safe: the encoder serialises its own calls and the store locks its index.
+    """
+
+    def __init__(self, encoder: Encoder, store: VectorStore) -> None:
+        self.encoder, self.store = encoder, store
+
+    # -- lifecycle ------------------------------------------------------------------------
+    @classmethod
+    def create(
+        cls, folder: str | Path, model: str | Path | None = None, kind: str = "auto", force: bool = False,
+    ) -> Retriever:
+        """A new, empty index in ``folder`` for the encoder in ``model`` (default: packaged)."""
+        encoder = load_encoder(model)
+        tau = encoder.tau if encoder.tau is not None else (DEFAULT_TAU if model is None else None)
+        store = VectorStore.create(folder, encoder.dimension, kind, encoder=encoder.info(), tau=tau, force=force)
+        return cls(encoder, store)
+
+    @classmethod
+    def open(cls, folder: str | Path, model: str | Path | None = None) -> Retriever:
+        """Open an index; the model defaults to the one it was built with."""
+        manifest = Manifest.load(Path(folder))
+        built_with = manifest.encoder.get("path")
+        if model is None and built_with and Path(built_with).is_dir():
+            model = built_with
+        encoder = load_encoder(model)
+        return cls(encoder, VectorStore.open(folder, encoder=encoder.info()))
+
+    def save(self) -> None:
+        """Write the index snapshot (every write is already durable in SQLite)."""
+        self.store.save()
+
+    def close(self) -> None:
+        """Release the store."""
+        self.store.close()
+
+    def __enter__(self) -> Retriever:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # -- properties -----------------------------------------------------------------------
+    @property
+    def tau(self) -> float:
+        """The duplicate threshold: the index's, else the model's, else twin's default."""
+        for tau in (self.store.manifest.tau, self.encoder.tau):
+            if tau is not None:
+                return float(tau)
+        return DEFAULT_TAU
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    # -- writes ---------------------------------------------------------------------------
+    def add(self, items: Iterable[Item], batch_size: int = 64, total: int | None = None,
+            progress: bool = True) -> int:
+        """Encode and upsert items, a chunk at a time; returns how many were written."""
+        written = 0
+        with tqdm(total=total, desc="indexing", unit="item", disable=None if progress else True,
+                  file=sys.stderr) as bar:
+            for chunk in chunked(items, max(batch_size * 16, 256)):
+                vectors = self.encoder.encode([normalize(item.text) for item in chunk], batch_size)
+                self.store.add([i.id for i in chunk], vectors, [i.text for i in chunk],
+                               [i.payload for i in chunk])
+                written += len(chunk)
+                bar.update(len(chunk))
+        return written
+
+    def delete(self, ids: Sequence[str]) -> list[str]:
+        """Delete by id; returns the ids that existed."""
+        return self.store.delete(list(ids))
+
+    def get(self, item_id: str) -> Item | None:
+        """The stored item, or None."""
+        record = self.store.get(item_id)
+        return Item(record.id, record.text or "", record.payload) if record else None
+
+    # -- queries --------------------------------------------------------------------------
+    def search(
+        self, texts: Sequence[str], k: int = 5, threshold: float | None = None,
+        duplicates_only: bool = False, batch_size: int = 64, **knobs: int | None,
+    ) -> list[QueryResult]:
+        """The ``k`` nearest stored items of each text. ``threshold`` overrides tau for the
+        verdict; ``duplicates_only`` keeps only matches above it. ``knobs``: nprobe, ef_search."""
+        if not texts:
+            return []
+        for n, text in enumerate(texts, 1):
+            if not isinstance(text, str) or not text.strip():
+                raise TwinError(f"query {n} is empty")
+        tau = self.tau if threshold is None else float(threshold)
+        vectors = self.encoder.encode([normalize(t) for t in texts], batch_size)
+        hits = self.store.search(vectors, k, threshold=None, **knobs)
+        results = []
+        for text, row in zip(texts, hits):
+            matches = [Match(h.id, h.score, h.score > tau, h.text, h.payload) for h in row]
+            if duplicates_only:
+                matches = [m for m in matches if m.duplicate]
+            results.append(QueryResult(text, matches))
+        return results
+
+    def info(self) -> dict:
+        """What the index is: count, kinds, encoder, tau, folder."""
+        return describe(self.store, self.tau)
+
+
+def describe(store: VectorStore, tau: float | None = None) -> dict:
+    """A store's facts for ``twin info`` and ``/stats``; needs no model loaded."""
+    manifest = store.manifest
+    on_disk = sum(p.stat().st_size for p in store.folder.iterdir() if p.is_file())
+    return {
+        "folder": str(store.folder), "count": len(store), "kind": manifest.kind,
+        "built_kind": store.built_kind, "dimension": manifest.dimension, "encoder": manifest.encoder,
+        "tau": tau if tau is not None else (manifest.tau if manifest.tau is not None else DEFAULT_TAU),
+        "params": manifest.params, "bytes_on_disk": on_disk,
+    }
