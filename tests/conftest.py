@@ -1,0 +1,41 @@
+"""Shared fixtures: the real packaged model, real FAISS, real SQLite files in tmp folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO_CSV = ROOT / "retrieval" / "demo" / "faq.csv"
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def encoder():
+    """The packaged all-MiniLM-L6-v2, loaded once."""
+    from retrieval.encoders import load_encoder
+
+    enc = load_encoder()
+    enc.encode(["warm up"])
+    return enc
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data, or skip when this checkout has none."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is not present")
+    return SHARED_DATA
+
+
+def clustered(n: int, dim: int, seed: int = 0) -> np.ndarray:
+    """Unit vectors in tight-ish clusters of a low-dimensional subspace, like real embeddings."""
+    rng = np.random.default_rng(seed)
+    latent = min(dim, 16)
+    basis = np.linalg.qr(rng.standard_normal((dim, dim)))[0][:, :latent]
+    centres = rng.standard_normal((max(1, n // 50), latent))
+    z = centres[rng.integers(0, len(centres), n)] + 0.4 * rng.standard_normal((n, latent))
+    x = z @ basis.T + 0.02 * rng.standard_normal((n, dim))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
