@@ -116,6 +116,11 @@ class VectorStore:
         return self._meta.count()
 
     @property
+    def dirty(self) -> bool:
+        """True when the FAISS index holds writes that no snapshot on disk has."""
+        return self._changed or (self._index is None and len(self) > 0)
+
+    @property
     def built_kind(self) -> str:
         """The kind of the FAISS index in use (``auto`` resolved)."""
         return self._kind.name

@@ -285,6 +285,40 @@ def delete(ids: tuple[str, ...], index_dir: Path) -> None:
 
 @cli.command()
 @index_option
+@model_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback unless told).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port to listen on.")
+@click.option("--api-key", envvar="TWIN_API_KEY", default=None,
+              help="Writes need 'Authorization: Bearer KEY' (also from env TWIN_API_KEY).")
+@click.option("--read-only", is_flag=True, help="Refuse every write with 403.")
+@click.option("--no-batching", is_flag=True, help="Encode each search on its own (no micro-batching).")
+@click.option("--max-wait-ms", type=click.FloatRange(0, 1000), default=2.0, show_default=True,
+              help="How long a search may wait for others to share its encoder call.")
+@click.option("--cors-origin", "cors_origins", multiple=True, help="Allow this browser origin (repeatable; none by default).")
+@click.option("--snapshot-every", type=click.FloatRange(1), default=30.0, show_default=True,
+              help="Seconds between FAISS snapshots when writes happened (writes are durable at once).")
+def serve(index_dir: Path, model: Path | None, host: str, port: int, api_key: str | None, read_only: bool,
+          no_batching: bool, max_wait_ms: float, cors_origins: tuple[str, ...], snapshot_every: float) -> None:
+    """Serve nearest-match lookups, upserts and deletes over HTTP (OpenAPI at /docs)."""
+    import faiss
+    import uvicorn
+
+    from .api import Settings, create_app
+    from .retriever import Retriever
+
+    faiss.omp_set_num_threads(1)  # many request threads, one query each: one OpenMP thread is faster
+    retriever = Retriever.open(index_dir, model)
+    settings = Settings(api_key=api_key or None, read_only=read_only, batching=not no_batching,
+                        max_wait_ms=max_wait_ms, cors_origins=list(cors_origins), snapshot_every_s=snapshot_every)
+    _say(f"serving {index_dir} ({len(retriever)} items) on http://{host}:{port} (docs at /docs)")
+    try:
+        uvicorn.run(create_app(retriever, settings), host=host, port=port, workers=1, log_level="warning")
+    finally:
+        retriever.close()
+
+
+@cli.command()
+@index_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def info(index_dir: Path, as_json: bool) -> None:
     """Describe an index: size, kind, encoder, tau."""
@@ -306,3 +340,7 @@ def info(index_dir: Path, as_json: bool) -> None:
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="twin")
+
+
+if __name__ == "__main__":
+    main()

@@ -122,12 +122,19 @@ class Retriever:
         with tqdm(total=total, desc="indexing", unit="item", disable=None if progress else True,
                   file=sys.stderr) as bar:
             for chunk in chunked(items, max(batch_size * 16, 256)):
-                vectors = self.encoder.encode([normalize(item.text) for item in chunk], batch_size)
-                self.store.add([i.id for i in chunk], vectors, [i.text for i in chunk],
-                               [i.payload for i in chunk])
+                self.upsert(chunk, batch_size)
                 written += len(chunk)
                 bar.update(len(chunk))
         return written
+
+    def upsert(self, items: Sequence[Item], batch_size: int = 64) -> list[str]:
+        """Encode and upsert ``items`` as one atomic batch: a search sees all of it or none.
+        Returns the ids written (a repeated id keeps its last item)."""
+        for n, item in enumerate(items, 1):
+            if not item.text or not item.text.strip():
+                raise TwinError(f"item {n} ({item.id!r}) has empty text")
+        vectors = self.encoder.encode([normalize(item.text) for item in items], batch_size)
+        return self.store.add([i.id for i in items], vectors, [i.text for i in items], [i.payload for i in items])
 
     def delete(self, ids: Sequence[str]) -> list[str]:
         """Delete by id; returns the ids that existed."""
@@ -145,14 +152,25 @@ class Retriever:
     ) -> list[QueryResult]:
         """The ``k`` nearest stored items of each text. ``threshold`` overrides tau for the
         verdict; ``duplicates_only`` keeps only matches above it. ``knobs``: nprobe, ef_search."""
-        if not texts:
-            return []
+        vectors = self.encode_queries(texts, batch_size)
+        return self.match(texts, vectors, k, threshold, duplicates_only, **knobs)
+
+    def encode_queries(self, texts: Sequence[str], batch_size: int = 64):  # noqa: ANN201 - ndarray
+        """Normalised texts encoded in one call (the step worth batching across requests)."""
         for n, text in enumerate(texts, 1):
             if not isinstance(text, str) or not text.strip():
                 raise TwinError(f"query {n} is empty")
+        return self.encoder.encode([normalize(t) for t in texts], batch_size)
+
+    def match(
+        self, texts: Sequence[str], vectors, k: int = 5, threshold: float | None = None,  # noqa: ANN001
+        duplicates_only: bool = False, **knobs: int | None,
+    ) -> list[QueryResult]:
+        """Search the store with already-encoded queries and give each match its verdict."""
+        if not len(texts):
+            return []
         tau = self.tau if threshold is None else float(threshold)
-        vectors = self.encoder.encode([normalize(t) for t in texts], batch_size)
-        hits = self.store.search(vectors, k, threshold=None, **knobs)
+        hits = self.store.search(vectors, k, **knobs)
         results = []
         for text, row in zip(texts, hits):
             matches = [Match(h.id, h.score, h.score > tau, h.text, h.payload) for h in row]

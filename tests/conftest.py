@@ -39,3 +39,16 @@ def clustered(n: int, dim: int, seed: int = 0) -> np.ndarray:
     z = centres[rng.integers(0, len(centres), n)] + 0.4 * rng.standard_normal((n, latent))
     x = z @ basis.T + 0.02 * rng.standard_normal((n, dim))
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def demo_index_dir(tmp_path_factory, encoder) -> Path:
+    """The demo corpus indexed once (a session's tests copy it before changing it)."""
+    from retrieval.corpus import read_corpus
+    from retrieval.retriever import Item, Retriever
+
+    folder = tmp_path_factory.mktemp("demo") / "index"
+    with Retriever.create(folder) as retriever:
+        retriever.add((Item(r.id, r.text, r.payload) for r in read_corpus(DEMO_CSV)), progress=False)
+        retriever.save()
+    return folder

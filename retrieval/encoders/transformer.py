@@ -29,6 +29,28 @@ def is_sentence_transformers_folder(path: Path) -> bool:
     return (path / "modules.json").is_file() or (path / "config_sentence_transformers.json").is_file()
 
 
+def cpu_has_bf16() -> bool:
+    """True when the CPU computes bfloat16 natively (AVX512-BF16 or AMX)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def choose_precision(device: str) -> str:
+    """``TWIN_PRECISION`` (fp32, bf16) if set, else bf16 on a CPU that has it natively, else fp32.
+
+    Measured here (BENCHMARKS.md): bf16 autocast encodes 2.7x faster than fp32 on AVX512-BF16 and
+    its vectors keep cosine >= 0.9999 to fp32; without native support bf16 would be slower."""
+    chosen = os.environ.get("TWIN_PRECISION", "auto").lower()
+    if chosen not in ("auto", "fp32", "bf16"):
+        raise ModelError(f"TWIN_PRECISION={chosen!r}: choose auto, fp32 or bf16")
+    if chosen == "auto":
+        return "bf16" if device == "cpu" and cpu_has_bf16() else "fp32"
+    return chosen
+
+
 class TransformerEncoder(Encoder):
     """Encodes texts with a sentence-transformers model folder, loaded offline on first use.
 
@@ -44,6 +66,7 @@ class TransformerEncoder(Encoder):
             raise ModelError(f"{self.path}: not a sentence-transformers model folder (no modules.json)")
         self.name = PACKAGED_NAME if path is None else self.path.name
         self.device = device
+        self.precision = choose_precision(device)
         self._model = None
         self._lock = threading.Lock()  # replaced by the loaded model's own lock
 
@@ -66,7 +89,9 @@ class TransformerEncoder(Encoder):
         model = self.model
         if not len(items):
             return np.empty((0, self.dimension), dtype=np.float32)
-        with self._lock:
+        import torch
+
+        with self._lock, torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
             vectors = model.encode(
                 list(items), batch_size=batch_size, normalize_embeddings=True,
                 convert_to_numpy=True, show_progress_bar=False,
