@@ -294,7 +294,8 @@ def delete(ids: tuple[str, ...], index_dir: Path) -> None:
 @click.option("--no-batching", is_flag=True, help="Encode each search on its own (no micro-batching).")
 @click.option("--max-wait-ms", type=click.FloatRange(0, 1000), default=2.0, show_default=True,
               help="How long a search may wait for others to share its encoder call.")
-@click.option("--cors-origin", "cors_origins", multiple=True, help="Allow this browser origin (repeatable; none by default).")
+@click.option("--cors-origin", "cors_origins", multiple=True,
+              help="Allow this browser origin (repeatable; none by default).")
 @click.option("--snapshot-every", type=click.FloatRange(1), default=30.0, show_default=True,
               help="Seconds between FAISS snapshots when writes happened (writes are durable at once).")
 def serve(index_dir: Path, model: Path | None, host: str, port: int, api_key: str | None, read_only: bool,

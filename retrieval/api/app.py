@@ -34,8 +34,15 @@ from .batcher import MicroBatcher
 from .limits import BodySizeLimit
 from .metrics import Metrics
 from .models import (
-    DeleteResponse, ItemOut, ItemsRequest, ItemsResponse, QueryOut, SearchRequest, SearchResponse,
-    StatsOut, StatusOut,
+    DeleteResponse,
+    ItemOut,
+    ItemsRequest,
+    ItemsResponse,
+    QueryOut,
+    SearchRequest,
+    SearchResponse,
+    StatsOut,
+    StatusOut,
 )
 
 
