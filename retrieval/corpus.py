@@ -1,6 +1,7 @@
-"""Corpus readers: CSV, TSV, JSONL, Parquet and plain text, streamed row by row.
+"""Corpus readers: CSV, TSV, JSONL, Parquet and plain text, streamed record by record.
 
-Every reader yields ``Row(id, text, payload, line)``; every problem is an ``InputError`` naming the
+``read_records`` yields each record as a dict of column values with its line; ``read_corpus``
+turns records into ``Row(id, text, payload, line)``. Every problem is an ``InputError`` naming the
 file, the line and, where it applies, the column. Columns other than the id and text columns are
 kept as the payload. Ids default to the ``id`` column when there is one, else to the line number
 (the row number for Parquet).
@@ -35,6 +36,17 @@ class Row:
     line: int = 0
 
 
+@dataclass
+class Record:
+    """One record of a file: its values by column name, its line, and the line naming the columns
+    (the header of a CSV/TSV file; the record itself for JSONL)."""
+
+    values: dict
+    line: int
+    names: list[str]
+    names_line: int
+
+
 @dataclass(frozen=True)
 class Columns:
     """Which columns hold the text and the id (None: ``text`` / ``id`` if present), and whether
@@ -50,19 +62,78 @@ def detect_format(path: Path) -> str:
     return _SUFFIXES.get(path.suffix.lower(), "text")
 
 
-def read_corpus(path: str | Path, columns: Columns = Columns(), fmt: str | None = None) -> Iterator[Row]:
-    """Stream the rows of a corpus file."""
+def read_records(path: str | Path, header: bool = True, fmt: str | None = None) -> Iterator[Record]:
+    """Stream the records of a CSV, TSV, JSONL, Parquet or plain-text file (a text line is a
+    record with one column, ``text``; blank lines are skipped)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(path, None, "no such file" if not path.exists() else "not a file")
     fmt = fmt or detect_format(path)
-    readers = {"csv": _read_delimited, "tsv": _read_delimited, "jsonl": _read_jsonl,
-               "parquet": _read_parquet, "text": _read_text}
+    if fmt in ("csv", "tsv"):
+        return _delimited(path, header, "\t" if fmt == "tsv" else ",")
+    readers = {"jsonl": _jsonl, "parquet": _parquet, "text": _text}
     if fmt not in readers:
         raise InputError(path, None, f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    if fmt in ("csv", "tsv"):
-        return _read_delimited(path, columns, "\t" if fmt == "tsv" else ",")
-    return readers[fmt](path, columns)
+    return readers[fmt](path)
+
+
+def read_corpus(path: str | Path, columns: Columns = Columns(), fmt: str | None = None) -> Iterator[Row]:
+    """Stream the rows of a corpus file."""
+    path = Path(path)
+    fmt = fmt or detect_format(path)
+    if fmt == "jsonl":  # objects may differ in keys: the text key is never guessed from a lone key
+        columns = Columns(text=columns.text or "text", id=columns.id, header=columns.header)
+    chosen: dict[tuple, tuple[str, str | None]] = {}
+    for record in read_records(path, columns.header, fmt):
+        key = tuple(record.names)
+        if key not in chosen:
+            chosen[key] = (pick_column(path, record.names_line, columns.text, "text", record.names, True),
+                           pick_column(path, record.names_line, columns.id, "id", record.names, False))
+        yield _row(path, record, *chosen[key])
+
+
+def pick_column(
+    path: Path, line: int, chosen: str | None, default: str, names: list[str], required: bool
+) -> str | None:
+    """The column to use: the one chosen, else ``default`` if present, else (when required) the
+    only column; an InputError when there is none."""
+    if chosen is not None:
+        if chosen not in names:
+            raise InputError(path, line, f"no column {chosen!r}; columns are: {', '.join(names)}")
+        return chosen
+    if default in names:
+        return default
+    if required and len(names) == 1:
+        return names[0]
+    if required:
+        raise InputError(path, line, f"no column {default!r}; columns are: {', '.join(names)} "
+                                     f"(name the text column with --text-column)")
+    return None
+
+
+def text_value(path: Path, record: Record, column: str) -> str:
+    """The non-empty string in ``column`` of ``record``, or an InputError at its line and column."""
+    value = record.values.get(column)
+    where = record.names.index(column) + 1 if column in record.names else None
+    if not isinstance(value, str):
+        kind = "missing" if value is None else type(value).__name__
+        raise InputError(path, record.line, f"column {column!r} is {kind}, not text", where)
+    if not value.strip():
+        raise InputError(path, record.line, f"empty text in column {column!r}", where)
+    return value
+
+
+def _row(path: Path, record: Record, text_col: str, id_col: str | None) -> Row:
+    text = text_value(path, record, text_col)
+    if id_col is None:
+        item_id = str(record.line)
+    else:
+        value = record.values[id_col]
+        item_id = "" if value is None else str(value)
+        if not item_id.strip():
+            raise InputError(path, record.line, f"empty id in column {id_col!r}", record.names.index(id_col) + 1)
+    payload = {k: v for k, v in record.values.items() if k not in (text_col, id_col)}
+    return Row(item_id, text, payload, record.line)
 
 
 def _decoded_lines(path: Path) -> Iterator[str]:
@@ -76,89 +147,43 @@ def _decoded_lines(path: Path) -> Iterator[str]:
                 raise InputError(path, number, f"not UTF-8 (byte 0x{raw[exc.start]:02x})", column) from None
 
 
-def _read_text(path: Path, columns: Columns) -> Iterator[Row]:
+def _text(path: Path) -> Iterator[Record]:
     for number, line in enumerate(_decoded_lines(path), 1):
-        text = line.strip()
-        if text:  # blank lines are skipped; ids stay line numbers
-            yield Row(str(number), text, {}, number)
+        if line.strip():
+            yield Record({"text": line.strip()}, number, ["text"], number)
 
 
-def _read_delimited(path: Path, columns: Columns, delimiter: str) -> Iterator[Row]:
+def _delimited(path: Path, header: bool, delimiter: str) -> Iterator[Record]:
     quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
     reader = csv.reader(_decoded_lines(path), delimiter=delimiter, quoting=quoting, strict=True)
     names: list[str] | None = None
-    start = 1
+    names_line = start = 1
     try:
-        for record in reader:
+        for fields in reader:
             line, start = start, reader.line_num + 1
             if names is None:
-                names = _header(path, record, columns)
-                chosen = _resolve(path, line, columns, names)
-                if columns.header:
+                names, names_line = _header(path, fields, header), line
+                if header:
                     continue
-            if not record or record == [""]:
+            if not fields or fields == [""]:
                 continue  # blank line
-            if len(record) != len(names):
-                raise InputError(path, line, f"{len(record)} fields, expected {len(names)}")
-            yield _row(path, line, dict(zip(names, record)), chosen, names)
+            if len(fields) != len(names):
+                raise InputError(path, line, f"{len(fields)} fields, expected {len(names)}")
+            yield Record(dict(zip(names, fields)), line, names, names_line)
     except csv.Error as exc:
         raise InputError(path, reader.line_num, f"malformed {'TSV' if delimiter == chr(9) else 'CSV'}: {exc}") from None
 
 
-def _header(path: Path, record: list[str], columns: Columns) -> list[str]:
-    names = [n.strip() for n in record] if columns.header else [str(i) for i in range(1, len(record) + 1)]
-    if columns.header and len(set(names)) != len(names):
+def _header(path: Path, fields: list[str], header: bool) -> list[str]:
+    if not header:
+        return [str(i) for i in range(1, len(fields) + 1)]
+    names = [n.strip() for n in fields]
+    if len(set(names)) != len(names):
         raise InputError(path, 1, f"repeated column names in the header: {', '.join(names)}")
     return names
 
 
-def _resolve(path: Path, line: int, columns: Columns, names: list[str]) -> tuple[str, str | None]:
-    """The (text, id) column names to use for records with these column ``names``."""
-    return (_pick(path, line, columns.text, "text", names, required=True),
-            _pick(path, line, columns.id, "id", names, required=False))
-
-
-def _row(path: Path, line: int, values: dict, chosen: tuple[str, str | None], names: list[str]) -> Row:
-    """A Row from one record's values, checking the text and id columns."""
-    text_col, id_col = chosen
-    text = values[text_col]
-    if not isinstance(text, str):
-        raise InputError(path, line, f"column {text_col!r} is {type(text).__name__}, not text",
-                         _column_number(names, text_col))
-    if not text.strip():
-        raise InputError(path, line, f"empty text in column {text_col!r}", _column_number(names, text_col))
-    item_id = str(values[id_col]) if id_col else str(line)
-    if id_col and (values[id_col] is None or not item_id.strip()):
-        raise InputError(path, line, f"empty id in column {id_col!r}", _column_number(names, id_col))
-    payload = {k: v for k, v in values.items() if k not in (text_col, id_col)}
-    return Row(item_id, text, payload, line)
-
-
-def _pick(
-    path: Path, line: int, chosen: str | None, default: str, names: list[str], required: bool
-) -> str | None:
-    """The column to use: the one chosen, else ``default`` if present, else the only column."""
-    if chosen is not None:
-        if chosen not in names:
-            raise InputError(path, line, f"no column {chosen!r}; columns are: {', '.join(names)}")
-        return chosen
-    if default in names:
-        return default
-    if required and len(names) == 1:
-        return names[0]
-    if required:
-        raise InputError(path, line, f"no column {default!r}; columns are: {', '.join(names)} "
-                                  f"(name the text column with --text-column)")
-    return None
-
-
-def _column_number(names: list[str], name: str) -> int:
-    return names.index(name) + 1
-
-
-def _read_jsonl(path: Path, columns: Columns) -> Iterator[Row]:
-    # Objects may differ in keys, so the text key is never guessed from a lone key.
-    columns = Columns(text=columns.text or "text", id=columns.id, header=columns.header)
+def _jsonl(path: Path) -> Iterator[Record]:
     for number, line in enumerate(_decoded_lines(path), 1):
         if not line.strip():
             continue
@@ -168,11 +193,10 @@ def _read_jsonl(path: Path, columns: Columns) -> Iterator[Row]:
             raise InputError(path, number, f"malformed JSON: {exc.msg}", exc.colno) from None
         if not isinstance(values, dict):
             raise InputError(path, number, f"expected a JSON object, got {type(values).__name__}", 1)
-        names = list(values)
-        yield _row(path, number, values, _resolve(path, number, columns, names), names)
+        yield Record(values, number, list(values), number)
 
 
-def _read_parquet(path: Path, columns: Columns) -> Iterator[Row]:
+def _parquet(path: Path) -> Iterator[Record]:
     import pyarrow.parquet as pq
 
     try:
@@ -180,9 +204,8 @@ def _read_parquet(path: Path, columns: Columns) -> Iterator[Row]:
     except Exception as exc:  # pyarrow raises several types for a damaged file
         raise InputError(path, None, f"not a readable Parquet file ({exc})") from None
     names = table.schema_arrow.names
-    chosen = _resolve(path, 1, columns, names)
     number = 0
     for batch in table.iter_batches(batch_size=10_000):
         for values in batch.to_pylist():
             number += 1
-            yield _row(path, number, values, chosen, names)
+            yield Record(values, number, names, 1)

@@ -148,7 +148,7 @@ def test_build_refuses_to_overwrite_and_force_keeps_old_index_on_bad_input(own_i
         (["query", "--index", "{tmp}/none", "hello"], "no index folder here"),
         (["build", "{tmp}/missing.csv", "--index", "{tmp}/ix"], "missing.csv: no such file"),
         (["build", "{demo}", "--index", "{tmp}/ix", "--text-column", "question"], "faq.csv:1: no column 'question'"),
-        (["build", "{demo}", "--index", "{tmp}/ix", "--model", "{tmp}"], "not a model folder"),
+        (["build", "{demo}", "--index", "{tmp}/ix", "--model", "{tmp}"], "neither a sentence-transformers model"),
         (["query", "--index", "{tmp}/none"], "no query"),
     ],
 )

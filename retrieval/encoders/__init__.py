@@ -6,9 +6,10 @@ from pathlib import Path
 
 from ..errors import ModelError
 from .base import CALIBRATION_FILE, Encoder
+from .lstm import LSTMEncoder, is_lstm_folder
 from .transformer import TransformerEncoder, is_sentence_transformers_folder, packaged_model_path
 
-__all__ = ["CALIBRATION_FILE", "Encoder", "TransformerEncoder", "load_encoder", "packaged_model_path"]
+__all__ = ["CALIBRATION_FILE", "Encoder", "LSTMEncoder", "TransformerEncoder", "load_encoder", "packaged_model_path"]
 
 
 def load_encoder(path: str | Path | None = None) -> Encoder:
@@ -18,6 +19,9 @@ def load_encoder(path: str | Path | None = None) -> Encoder:
     folder = Path(path)
     if not folder.exists():
         raise ModelError(f"{folder}: no such model folder")
+    if folder.is_dir() and is_lstm_folder(folder):
+        return LSTMEncoder.load(folder)
     if folder.is_dir() and is_sentence_transformers_folder(folder):
         return TransformerEncoder(folder)
-    raise ModelError(f"{folder}: not a model folder (expected a sentence-transformers folder with modules.json)")
+    raise ModelError(f"{folder}: neither a sentence-transformers model folder (modules.json) "
+                     "nor a twin LSTM folder (twin_lstm.json)")

@@ -1,0 +1,143 @@
+"""Aligned batches of duplicate pairs, with hard negatives and a false-negative guard.
+
+Row i of ``anchors`` and row i of ``positives`` are duplicates; every other positive of the batch
+serves as a negative for anchor i, and so do the batch's extra hard negatives (labelled
+non-duplicates, or the third text of a triplet).
+
+Labelled non-duplicate pairs (a, b) are near-misses: they share most words yet mean different
+things, which random in-batch negatives never teach. Each one also joins the batches as a row of
+its own, anchor a with a itself as the positive (a second view under dropout, as in SimCSE: Gao,
+Yao & Chen, 2021) and b as its hard negative, so the loss asks s(a, b) < s(a, a') - alpha. Texts are put into groups: the connected
+components of the duplicate pairs. A batch never holds two pairs of one group, and each text's
+group id travels with it, so the loss can mask any candidate of the anchor's own group: two rows
+that are duplicates through a third question are never pushed apart.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from ..pairs import Pair
+from ..text import normalize
+
+
+@dataclass
+class Batch:
+    """One training step's texts and their group ids (equal id = duplicates)."""
+
+    anchors: list[str]
+    positives: list[str]
+    negatives: list[str]
+    anchor_groups: list[int]
+    positive_groups: list[int]
+    negative_groups: list[int]
+
+
+class Groups:
+    """Union-find over normalised texts: the duplicate groups."""
+
+    def __init__(self) -> None:
+        self._parent: dict[str, str] = {}
+
+    def find(self, text: str) -> str:
+        """The representative of ``text``'s group."""
+        self._parent.setdefault(text, text)
+        root = text
+        while self._parent[root] != root:
+            root = self._parent[root]
+        while self._parent[text] != root:
+            self._parent[text], text = root, self._parent[text]
+        return root
+
+    def union(self, a: str, b: str) -> None:
+        """Put ``a`` and ``b`` in one group."""
+        self._parent[self.find(a)] = self.find(b)
+
+    def ids(self) -> dict[str, int]:
+        """A dense group id for every text seen."""
+        roots: dict[str, int] = {}
+        return {t: roots.setdefault(self.find(t), len(roots)) for t in list(self._parent)}
+
+
+class TripletBatches:
+    """Yields aligned batches for one epoch at a time, reproducibly from ``seed``."""
+
+    def __init__(self, pairs: Sequence[Pair], triplets: Sequence[tuple[str, str, str]] = (),
+                 batch_size: int = 32, seed: int = 0) -> None:
+        self.batch_size, self.seed = batch_size, seed
+        groups = Groups()
+        self.duplicates: list[tuple[str, str]] = []
+        self.near_misses: list[tuple[str, str]] = []
+        self.hard: dict[str, list[str]] = defaultdict(list)
+        for p in pairs:
+            a, b = normalize(p.a), normalize(p.b)
+            groups.find(a), groups.find(b)
+            if p.label == 1 and a != b:
+                groups.union(a, b)
+                self.duplicates.append((a, b))
+            elif p.label == 0:
+                self.hard[a].append(b)
+                self.hard[b].append(a)
+                self.near_misses.append((a, b))
+        for anchor, positive, negative in triplets:
+            a, b, n = normalize(anchor), normalize(positive), normalize(negative)
+            groups.union(a, b)
+            groups.find(n)
+            self.duplicates.append((a, b))
+            self.hard[a].append(n)
+        self.group = groups.ids()
+        # A "hard negative" that is a duplicate through other pairs is no negative: drop it.
+        for text, negs in self.hard.items():
+            negs[:] = [n for n in negs if self.group[n] != self.group[text]]
+        self.near_misses = [(a, b) for a, b in self.near_misses if self.group[a] != self.group[b]]
+        if len(self.duplicates) < 2 or len({self.group[a] for a, _ in self.duplicates}) < 2:
+            raise ValueError(
+                f"{len(self.duplicates)} duplicate pairs in {len({self.group[a] for a, _ in self.duplicates})} "
+                "groups: training needs duplicate pairs from at least 2 groups to form a batch"
+            )
+
+    def __len__(self) -> int:
+        return -(-(len(self.duplicates) + len(self.near_misses)) // self.batch_size)
+
+    def epoch(self, number: int) -> Iterator[Batch]:
+        """The batches of epoch ``number`` (0-based)."""
+        rng = random.Random(self.seed * 1_000_003 + number)
+        # A row is (anchor, positive, hard negative or None); near-misses are their own positive.
+        rows = [(a, b, None) for a, b in self.duplicates] + [(a, a, b) for a, b in self.near_misses]
+        rng.shuffle(rows)
+        waiting: list[tuple[str, str, str | None]] = []
+        for a, b, negative in rows:
+            waiting.append((a, b, negative) if negative or rng.random() < 0.5 else (b, a, None))
+            if len(waiting) >= self.batch_size * 2:
+                batch, waiting = self._fill(waiting)
+                yield self._batch(batch, rng)
+        while waiting:  # the rest: batches may shrink where groups collide (a lone row still learns
+            batch, waiting = self._fill(waiting)  # from its hard negative, if it has one)
+            yield self._batch(batch, rng)
+
+    def _fill(self, waiting: list[tuple]) -> tuple[list[tuple], list[tuple]]:
+        """Up to batch_size rows of distinct groups; the rest wait for the next batch."""
+        taken, rest, used = [], [], set()
+        for row in waiting:
+            group = self.group[row[0]]
+            if len(taken) < self.batch_size and group not in used:
+                taken.append(row)
+                used.add(group)
+            else:
+                rest.append(row)
+        return taken, rest
+
+    def _batch(self, rows: list[tuple], rng: random.Random) -> Batch:
+        negatives = []
+        for a, b, negative in rows:
+            options = [negative] if negative else self.hard.get(a, []) + self.hard.get(b, [])
+            if options:
+                negatives.append(rng.choice(options))
+        return Batch(
+            anchors=[r[0] for r in rows], positives=[r[1] for r in rows], negatives=negatives,
+            anchor_groups=[self.group[r[0]] for r in rows], positive_groups=[self.group[r[1]] for r in rows],
+            negative_groups=[self.group[n] for n in negatives],
+        )

@@ -1,0 +1,197 @@
+"""Pairs -> aligned batches -> triplet loss -> a saved model folder, for either siamese encoder."""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+import sys
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..calibrate import best_threshold
+from ..encoders import Encoder, LSTMEncoder
+from ..encoders.lstm import build_vocab
+from ..encoders.transformer import TransformerEncoder, choose_precision
+from ..pairs import Pair
+from .batches import TripletBatches
+from .losses import batch_triplet_loss
+
+
+@dataclass
+class TrainConfig:
+    """Training options (the `twin train` flags)."""
+
+    encoder: str = "transformer"
+    epochs: int = 1
+    batch_size: int = 32
+    margin: float = 0.3
+    lr: float | None = None  #: None: 2e-5 for the transformer, 2e-3 for the LSTM
+    max_seq_length: int = 64
+    seed: int = 0
+    warmup: float = 0.1
+    patience: int = 2
+
+    def learning_rate(self) -> float:
+        """The learning rate, defaulted by encoder."""
+        return self.lr if self.lr is not None else (2e-5 if self.encoder == "transformer" else 2e-3)
+
+
+class Trainable(ABC):
+    """A siamese encoder being trained: one network that embeds any text, with gradients."""
+
+    encoder: Encoder
+
+    @abstractmethod
+    def embed(self, texts: Sequence[str]) -> torch.Tensor:
+        """(n, d) unit vectors, differentiable."""
+
+    @abstractmethod
+    def module(self) -> torch.nn.Module:
+        """The network whose parameters are trained."""
+
+    @abstractmethod
+    def save(self, folder: Path) -> None:
+        """Write a model folder that ``--model`` accepts."""
+
+
+class TransformerTrainable(Trainable):
+    """Fine-tunes a sentence-transformers model (default: the packaged all-MiniLM-L6-v2)."""
+
+    def __init__(self, base: str | Path | None, max_seq_length: int) -> None:
+        self.model = copy.deepcopy(TransformerEncoder(base).model)  # never train the shared loaded copy
+        self.model.max_seq_length = max_seq_length
+        self.bf16 = choose_precision("cpu") == "bf16"
+        self.encoder = _InMemoryTransformer(self)
+
+    def embed(self, texts: Sequence[str]) -> torch.Tensor:
+        features = self.model.preprocess(list(texts))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            out = self.model(features)["sentence_embedding"]
+        return torch.nn.functional.normalize(out.float(), dim=1)
+
+    def module(self) -> torch.nn.Module:
+        return self.model
+
+    def save(self, folder: Path) -> None:
+        self.model.save(str(folder))
+
+
+class LSTMTrainable(Trainable):
+    """Trains the siamese BiLSTM from scratch, its vocabulary built from the training texts."""
+
+    def __init__(self, texts: Sequence[str], max_seq_length: int) -> None:
+        config = {"embed_dim": 200, "hidden": 256, "out_dim": 256, "max_seq_length": max_seq_length}
+        self.encoder = LSTMEncoder(build_vocab(texts), config)
+
+    def embed(self, texts: Sequence[str]) -> torch.Tensor:
+        return self.encoder.module(self.encoder.ids(texts))
+
+    def module(self) -> torch.nn.Module:
+        return self.encoder.module
+
+    def save(self, folder: Path) -> None:
+        self.encoder.save(folder)
+
+
+def seed_everything(seed: int) -> None:
+    """Same seed, same data: same model."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def pair_accuracy(encoder: Encoder, pairs: Sequence[Pair]) -> float:
+    """Best-threshold accuracy of cosine on labelled pairs (the early-stopping signal)."""
+    from ..evaluate import pair_scores
+
+    return best_threshold(pair_scores(encoder, pairs), np.array([p.label for p in pairs]))[1]
+
+
+def train(
+    trainable: Trainable, batches: TripletBatches, config: TrainConfig, out: Path,
+    dev: Sequence[Pair] | None = None,
+) -> dict:
+    """Train with the batch triplet loss; keep the epoch with the best dev accuracy (early stopping
+    after ``patience`` epochs without gain); save to ``out``. Returns a summary; the loss log goes
+    to ``out/train_log.jsonl``."""
+    seed_everything(config.seed)
+    module = trainable.module()
+    optimizer = torch.optim.AdamW(module.parameters(), lr=config.learning_rate())
+    total = max(1, len(batches) * config.epochs)
+    warm = max(1, int(total * config.warmup))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: min((step + 1) / warm, max(0.0, (total - step) / max(1, total - warm))))
+    out.mkdir(parents=True, exist_ok=True)
+    history, best, best_state, stale, step = [], -1.0, None, 0, 0
+    started = time.perf_counter()
+    with open(out / "train_log.jsonl", "w") as log:
+        for epoch in range(config.epochs):
+            module.train()
+            losses = []
+            bar = tqdm(batches.epoch(epoch), total=len(batches), desc=f"epoch {epoch + 1}/{config.epochs}",
+                       unit="batch", disable=None, file=sys.stderr)
+            for batch in bar:
+                loss = _step(trainable, batch, config.margin)
+                optimizer.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
+                optimizer.step()
+                schedule.step()
+                losses.append(loss.item())
+                step += 1
+                log.write(json.dumps({"epoch": epoch + 1, "step": step, "loss": round(losses[-1], 5)}) + "\n")
+                log.flush()
+                bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+            module.eval()
+            record = {"epoch": epoch + 1, "mean_loss": float(np.mean(losses)) if losses else 0.0}
+            if dev:
+                record["dev_accuracy"] = pair_accuracy(trainable.encoder, dev)
+                print(f"epoch {epoch + 1}: loss {record['mean_loss']:.4f}, dev best-threshold accuracy "
+                      f"{record['dev_accuracy']:.4f}", file=sys.stderr)
+                if record["dev_accuracy"] > best:
+                    best, stale = record["dev_accuracy"], 0
+                    best_state = copy.deepcopy(module.state_dict())
+                else:
+                    stale += 1
+            history.append(record)
+            if dev and stale >= config.patience:
+                break
+    if best_state is not None:
+        module.load_state_dict(best_state)
+    trainable.save(out)
+    summary = {"config": asdict(config), "pairs": len(batches.duplicates), "steps": step,
+               "seconds": round(time.perf_counter() - started, 1), "epochs": history}
+    (out / "twin_training.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _step(trainable: Trainable, batch, margin: float) -> torch.Tensor:  # noqa: ANN001 - Batch
+    texts = batch.anchors + batch.positives + batch.negatives
+    vectors = trainable.embed(texts)
+    n = len(batch.anchors)
+    groups = torch.tensor(batch.anchor_groups + batch.positive_groups + batch.negative_groups)
+    return batch_triplet_loss(vectors[:n], vectors[n:], groups[:n], groups[n:], margin)
+
+
+class _InMemoryTransformer(Encoder):
+    """The model being fine-tuned, as an encoder, for dev evaluation between epochs."""
+
+    def __init__(self, trainable: TransformerTrainable) -> None:
+        self.trainable, self.name = trainable, "training"
+
+    @property
+    def dimension(self) -> int:
+        return int(self.trainable.model.get_embedding_dimension())
+
+    def encode(self, items: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.trainable.bf16):
+            return self.trainable.model.encode(list(items), batch_size=batch_size, normalize_embeddings=True,
+                                               convert_to_numpy=True, show_progress_bar=False).astype(np.float32)

@@ -1,0 +1,100 @@
+"""`twin train / calibrate / eval / eval-retrieval` end to end with a small siamese LSTM."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from .conftest import DEMO_CSV
+from .test_cli import twin
+from .test_training import synthetic_pairs
+
+EVAL_KEYS = {"n_pairs", "threshold", "accuracy", "precision", "recall", "f1", "best_threshold", "best_accuracy",
+             "average_precision", "roc_auc"}
+
+
+def write_pairs(path, pairs) -> None:
+    with open(path, "w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["question1", "question2", "is_duplicate"])
+        out.writerows((p.a, p.b, p.label) for p in pairs)
+
+
+@pytest.fixture(scope="module")
+def lstm_model(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("train")
+    train, dev = folder / "train.csv", folder / "dev.csv"
+    train_pairs, dev_pairs = synthetic_pairs(1, 600), synthetic_pairs(2, 300)
+    write_pairs(train, train_pairs)
+    write_pairs(dev, dev_pairs)
+    dev_keys = {t.lower() for p in dev_pairs for t in (p.a, p.b)}
+    leaking = sum(1 for p in train_pairs if p.a.lower() in dev_keys or p.b.lower() in dev_keys)
+    result = twin("train", train, "--out", folder / "model", "--encoder", "lstm", "--dev", dev, "--epochs", "3",
+                  "--batch-size", "16", "--max-seq-length", "16")
+    assert result.exit_code == 0, result.output
+    assert f"{len(train_pairs) - leaking} rows of {train} kept, {leaking} dropped" in result.stderr
+    return folder / "model", dev, result
+
+
+def test_train_writes_a_calibrated_model(lstm_model):
+    model, dev, result = lstm_model
+    calibration = json.loads((model / "twin_calibration.json").read_text())
+    assert "calibrated on" in result.stderr and calibration["objective"] == "accuracy"
+    assert calibration["metrics"]["accuracy"] > 0.5
+    assert {"twin_lstm.json", "vocab.json", "model.pt", "train_log.jsonl", "twin_training.json"} <= {
+        p.name for p in model.iterdir()}
+    again = twin("train", dev, "--out", model, "--encoder", "lstm")
+    assert again.exit_code == 1 and "use --force" in again.stderr
+
+
+def test_eval_json_and_plot(lstm_model, tmp_path):
+    model, dev, _ = lstm_model
+    metrics = json.loads(twin("eval", dev, "--model", model, "--json", "--plot", tmp_path / "p.png").stdout)
+    assert set(metrics) == EVAL_KEYS and metrics["n_pairs"] == 300
+    tau = json.loads((model / "twin_calibration.json").read_text())["tau"]
+    assert metrics["threshold"] == pytest.approx(tau)
+    assert all(0 <= metrics[k] <= 1 for k in EVAL_KEYS - {"n_pairs", "threshold", "best_threshold"})
+    assert metrics["accuracy"] == pytest.approx(metrics["best_accuracy"])  # tau was chosen on these pairs
+    assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    retrieval = json.loads(twin("eval-retrieval", dev, "--model", model, "--json").stdout)
+    assert retrieval["n_queries"] > 0 and 0 < retrieval["recall@1"] <= retrieval["recall@10"] <= 1
+    assert 0 < retrieval["mrr@10"] <= 1
+
+
+def test_calibrate_objectives(lstm_model, tmp_path):
+    model, dev, _ = lstm_model
+    f1 = json.loads(twin("calibrate", dev, "--model", model, "--objective", "f1", "--json").stdout)
+    strict = json.loads(twin("calibrate", dev, "--model", model, "--objective", "precision@0.5", "--json").stdout)
+    assert strict["metrics"]["recall"] >= 0.5
+    assert strict["metrics"]["precision"] >= f1["metrics"]["precision"] - 1e-9
+    bad = twin("calibrate", dev, "--model", model, "--objective", "recall")
+    assert bad.exit_code == 1 and "unknown objective" in bad.stderr
+    twin("calibrate", dev, "--model", model)  # back to accuracy for the other tests
+
+
+def test_an_lstm_model_serves_build_and_query(lstm_model, tmp_path):
+    model, _, _ = lstm_model
+    assert twin("build", DEMO_CSV, "--index", tmp_path / "ix", "--model", model).exit_code == 0
+    info = json.loads(twin("info", "--index", tmp_path / "ix", "--json").stdout)
+    assert info["dimension"] == 256 and info["encoder"]["name"] == "model"
+    tau = json.loads((model / "twin_calibration.json").read_text())["tau"]
+    assert info["tau"] == pytest.approx(tau)
+    answer = json.loads(twin("query", "--index", tmp_path / "ix", "--json", "-k", "1", "Can dogs eat chocolate?").stdout)
+    assert answer["matches"][0]["text"] == "Can dogs eat chocolate?"
+    wrong = twin("query", "--index", tmp_path / "ix", "--model", DEMO_CSV.parent, "hello")
+    assert wrong.exit_code == 1 and "neither" in wrong.stderr
+
+
+def test_training_input_errors(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("question1,question2,is_duplicate\nA?,B?,1\nC?,D?,yes\n")
+    result = twin("train", bad, "--out", tmp_path / "m", "--encoder", "lstm")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == f"Error: {bad}:3:3: label 'yes' in column 'is_duplicate' is not 0 or 1"
+    few = tmp_path / "few.csv"
+    few.write_text("question1,question2,is_duplicate\nA?,B?,1\nA?,C?,0\n")
+    result = twin("train", few, "--out", tmp_path / "m", "--encoder", "lstm")
+    assert result.exit_code == 1 and "at least 2 groups" in result.stderr
+    assert not (tmp_path / "m").exists()

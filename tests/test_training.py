@@ -1,0 +1,191 @@
+"""Training: the loss, batch construction, the pair readers, leakage, and tiny real training runs."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from retrieval.errors import InputError
+from retrieval.pairs import Pair, PairColumns, drop_leaks, read_labelled
+from retrieval.training.batches import TripletBatches
+from retrieval.training.losses import batch_triplet_loss
+
+VERBS = [("cook", "prepare"), ("fix", "repair"), ("buy", "purchase"), ("clean", "wash"), ("sell", "trade")]
+OBJECTS = ["rice", "a bike", "a car", "shoes", "a laptop", "pasta", "a house", "a phone", "fish", "a boat",
+           "eggs", "a sofa", "bread", "a watch", "a guitar", "tea", "a lamp", "cheese", "a drone", "soup"]
+FORMS = ["how do i {v} {o}?", "what is the best way to {v} {o}?", "how can i {v} {o}?", "tips to {v} {o}"]
+
+
+def synthetic_pairs(seed: int, n: int) -> list[Pair]:
+    """Paraphrases swap a verb for its synonym and the question form; near-misses change the object."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        verbs, obj = rng.choice(VERBS), rng.choice(OBJECTS)
+        a = rng.choice(FORMS).format(v=verbs[0], o=obj)
+        if rng.random() < 0.5:
+            out.append(Pair(a, rng.choice(FORMS).format(v=verbs[1], o=obj), 1))
+        else:
+            other = rng.choice([o for o in OBJECTS if o != obj])
+            out.append(Pair(a, rng.choice(FORMS).format(v=rng.choice(verbs), o=other), 0))
+    return out
+
+
+def test_loss_against_hand_computed_example():
+    anchors = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    s = 2 ** -0.5
+    candidates = torch.tensor([[s, s], [0.0, 1.0], [1.0, 0.0]])  # positive 0, positive 1, extra negative
+    groups_a, groups_c = torch.tensor([0, 1]), torch.tensor([0, 1, 2])
+    # anchor 0: pos 0.7071, negatives (0.0, 1.0): hardest 1.0, mean 0.5
+    # anchor 1: pos 1.0, negatives (0.7071, 0.0): hardest 0.7071, mean 0.35355
+    alpha = 0.3
+    hard = (max(1.0 - s + alpha, 0) + max(s - 1.0 + alpha, 0)) / 2
+    mean = (max(0.5 - s + alpha, 0) + max(s / 2 - 1.0 + alpha, 0)) / 2
+    loss = batch_triplet_loss(anchors, candidates, groups_a, groups_c, alpha)
+    assert loss.item() == pytest.approx(hard + mean, abs=1e-6)
+
+
+def test_loss_masks_candidates_of_the_anchor_group():
+    anchors = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    candidates = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    # the extra candidate is identical to anchor 0 but of its own group: no loss from it
+    loss = batch_triplet_loss(anchors, candidates, torch.tensor([0, 1]), torch.tensor([0, 1, 0]), 0.3)
+    unmasked = batch_triplet_loss(anchors, candidates, torch.tensor([0, 1]), torch.tensor([0, 1, 5]), 0.3)
+    assert loss.item() == pytest.approx(0.0, abs=1e-6)
+    assert unmasked.item() == pytest.approx((1.0 - 1.0 + 0.3) / 2, abs=1e-6)  # anchor 0's hardest term
+
+
+def test_batches_are_aligned_and_guard_false_negatives():
+    pairs = [Pair("q a", "q b", 1), Pair("q b", "q c", 1), Pair("q d", "q e", 1), Pair("q f", "q g", 1),
+             Pair("q a", "q c", 0), Pair("q a", "q h", 0), Pair("q x", "q y", 1)]
+    batches = TripletBatches(pairs, batch_size=3, seed=1)
+    duplicates = {frozenset((p.a, p.b)) for p in pairs if p.label}
+    assert batches.group["q a"] == batches.group["q c"]  # duplicates through q b
+    assert "q c" not in batches.hard["q a"]  # a labelled "non-duplicate" that is one through q b
+    near_misses = {(p.a, p.b) for p in pairs if not p.label} - {("q a", "q c")}  # q a ~ q c through q b
+    assert set(batches.near_misses) == near_misses
+    seen = 0
+    for batch in batches.epoch(0):
+        for anchor, positive in zip(batch.anchors, batch.positives):
+            # a labelled duplicate pair, or a near-miss's anchor as its own (dropout) positive
+            assert frozenset((anchor, positive)) in duplicates or (
+                anchor == positive and any(a == anchor for a, _ in near_misses))
+        assert len(set(batch.anchor_groups)) == len(batch.anchors)  # never two rows of one group
+        own = {batches.group[t] for t in batch.anchors}
+        for negative in batch.negatives:  # drawn from labelled non-duplicates of a pair in this batch
+            assert any(negative in batches.hard[t] for t in batch.anchors + batch.positives)
+            assert batches.group[negative] not in own or negative not in batches.hard.get(negative, [])
+        seen += len(batch.anchors)
+    assert seen == len(batches.duplicates) + len(batches.near_misses)
+    assert [b.anchors for b in batches.epoch(3)] == [b.anchors for b in TripletBatches(pairs, batch_size=3,
+                                                                                       seed=1).epoch(3)]
+
+
+def test_too_few_duplicate_pairs():
+    with pytest.raises(ValueError, match="at least 2 groups"):
+        TripletBatches([Pair("a", "b", 1), Pair("a", "c", 0)], batch_size=4)
+
+
+def test_pair_readers_and_their_errors(tmp_path):
+    qqp = tmp_path / "pairs.csv"
+    qqp.write_text('id,question1,question2,is_duplicate\n1,"How, now?",Why now?,1\n2,A?,B?,0\n')
+    assert [(p.a, p.b, p.label, p.line) for p in read_labelled(qqp).pairs] == [
+        ("How, now?", "Why now?", 1, 2), ("A?", "B?", 0, 3)]
+    bimpm = tmp_path / "dev.tsv"
+    bimpm.write_text('1\tHow do I " quote ?\tHow to quote ?\t77\n0\tA ?\tB ?\t78\n')
+    assert [p.label for p in read_labelled(bimpm).pairs] == [1, 0]
+    trip = tmp_path / "t.jsonl"
+    trip.write_text(json.dumps({"anchor": "a", "positive": "b", "negative": "c"}) + "\n")
+    assert read_labelled(trip).triplets == [("a", "b", "c")]
+    mrpc = tmp_path / "mrpc.tsv"
+    mrpc.write_text("\ufeffQuality\t#1 String\t#2 String\n1\tHe said.\tHe told.\n")
+    assert read_labelled(mrpc, PairColumns("#1 String", "#2 String", "Quality")).pairs[0].label == 1
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("question1,question2,is_duplicate\nA?,B?,1\nC?,D?,2\n")
+    with pytest.raises(InputError, match=r"bad\.csv:3:3: label '2' in column 'is_duplicate' is not 0 or 1"):
+        read_labelled(bad)
+    bad.write_text("question1,question2,is_duplicate\nA?, ,1\n")
+    with pytest.raises(InputError, match=r"bad\.csv:2:2: empty text in column 'question2'"):
+        read_labelled(bad)
+    bad.write_text("q1,q2,label\nA?,B?,1\n")
+    with pytest.raises(InputError, match=r"bad\.csv:1: no column 'question1'"):
+        read_labelled(bad)
+
+
+def test_leakage_filter_matches_normalised_questions():
+    train = [Pair("How do I learn Python?", "Best way to learn Python?", 1), Pair("What is AI?", "Define AI", 1),
+             Pair("Is tea healthy ?", "Is coffee healthy?", 0)]
+    kept, dropped = drop_leaks(train, {"how do I learn python", "IS TEA HEALTHY?"})
+    assert dropped == 2 and [p.a for p in kept] == ["What is AI?"]
+
+
+def test_metrics_match_scikit_learn():
+    from sklearn import metrics
+    from retrieval.evaluate import average_precision, pair_metrics, roc_auc
+
+    rng = np.random.default_rng(3)
+    labels = rng.random(500) < 0.4
+    scores = np.round(rng.normal(labels * 0.4, 0.3), 2)  # ties on purpose
+    assert average_precision(scores, labels) == pytest.approx(metrics.average_precision_score(labels, scores))
+    assert roc_auc(scores, labels) == pytest.approx(metrics.roc_auc_score(labels, scores))
+    at = pair_metrics(scores, labels, 0.2)
+    predicted = scores > 0.2
+    assert at["accuracy"] == pytest.approx(metrics.accuracy_score(labels, predicted))
+    assert at["precision"] == pytest.approx(metrics.precision_score(labels, predicted))
+    assert at["recall"] == pytest.approx(metrics.recall_score(labels, predicted))
+    assert at["f1"] == pytest.approx(metrics.f1_score(labels, predicted))
+
+
+def lstm_run(tmp_path, name: str, seed: int = 0, epochs: int = 4):
+    from retrieval.training.trainer import LSTMTrainable, TrainConfig, train
+
+    pairs = synthetic_pairs(seed=1, n=600)
+    trainable = LSTMTrainable([t for p in pairs for t in (p.a, p.b)], max_seq_length=16)
+    config = TrainConfig("lstm", epochs=epochs, batch_size=16, seed=seed, patience=epochs)
+    summary = train(trainable, TripletBatches(pairs, batch_size=16, seed=seed), config, tmp_path / name,
+                    dev=synthetic_pairs(seed=2, n=300))
+    return summary, trainable
+
+
+def test_tiny_lstm_learns_a_synthetic_paraphrase_task(tmp_path):
+    summary, _ = lstm_run(tmp_path, "a")
+    losses = [e["mean_loss"] for e in summary["epochs"]]
+    assert losses[-1] < losses[0] * 0.7
+    assert max(e["dev_accuracy"] for e in summary["epochs"]) >= 0.8  # chance is 0.5
+    from retrieval.encoders import load_encoder
+
+    encoder = load_encoder(tmp_path / "a")
+    vectors = encoder.encode(["how do i cook rice?", "what is the best way to prepare rice?", "how do i cook fish?"])
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2]
+    log = (tmp_path / "a" / "train_log.jsonl").read_text().splitlines()
+    assert len(log) == summary["steps"] and "loss" in json.loads(log[0])
+
+
+def test_same_seed_same_model(tmp_path):
+    _, first = lstm_run(tmp_path, "a", seed=7, epochs=1)
+    _, second = lstm_run(tmp_path, "b", seed=7, epochs=1)
+    for (name, a), (_, b) in zip(first.module().state_dict().items(), second.module().state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+def test_one_transformer_step_saves_a_sentence_transformers_folder(tmp_path, encoder):
+    from sentence_transformers import SentenceTransformer
+
+    from retrieval.training.trainer import TrainConfig, TransformerTrainable, train
+
+    pairs = synthetic_pairs(seed=4, n=16)
+    trainable = TransformerTrainable(None, max_seq_length=16)
+    before = trainable.model.encode(["how do i cook rice?"], normalize_embeddings=True)
+    summary = train(trainable, TripletBatches(pairs, batch_size=4, seed=0),
+                    TrainConfig("transformer", epochs=1, batch_size=4, lr=1e-4), tmp_path / "st")
+    assert summary["steps"] >= 1
+    loaded = SentenceTransformer(str(tmp_path / "st"), device="cpu")
+    after = loaded.encode(["how do i cook rice?"], normalize_embeddings=True)
+    assert after.shape == (1, 384) and not np.allclose(before, after)
+    assert np.allclose(encoder.encode(["how do i cook rice?"]), before, atol=1e-2)  # the shared model is untouched
