@@ -330,12 +330,19 @@ def _model_encoder(model: Path | None):  # noqa: ANN202 - Encoder
 @click.option("--exclude", type=click.Path(path_type=Path), multiple=True,
               help="Another evaluation file whose questions must not be trained on (repeatable).")
 @click.option("--objective", default="accuracy", show_default=True, help="tau objective: accuracy, f1, precision@R.")
+@click.option("--topic-batches/--random-batches", default=False, show_default=True,
+              help="Fill each batch with neighbouring anchors (hard in-batch negatives, but unlabelled "
+                   "duplicates too: 0.774 vs 0.787 QQP dev accuracy), or at random.")
+@click.option("--near-miss-rows/--no-near-miss-rows", default=False, show_default=True,
+              help="Also train on each labelled non-duplicate as anchor = positive (dropout view) vs its partner.")
+@click.option("--near-miss-pairs", type=click.IntRange(0), default=32, show_default=True,
+              help="Labelled non-duplicate pairs sampled into each batch for the quadruplet term (0: off).")
 @pair_options
 @click.option("--force", is_flag=True, help="Replace an existing model folder.")
 def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epochs: int, batch_size: int,
           margin: float, lr: float | None, max_seq_length: int, seed: int, dev: Path | None, exclude: tuple[Path, ...],
-          objective: str, first_column: str, second_column: str, label_column: str, no_header: bool,
-          force: bool) -> None:
+          objective: str, topic_batches: bool, near_miss_rows: bool, near_miss_pairs: int, first_column: str,
+          second_column: str, label_column: str, no_header: bool, force: bool) -> None:
     """Train a siamese encoder with triplet loss on PAIRS (or triplets) and save it to --out."""
     from .calibrate import calibrate_model, save_calibration
     from .pairs import drop_leaks, leakage_key
@@ -357,15 +364,16 @@ def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epo
     _say(f"train: {len(pairs) + len(triplets)} rows of {pairs_path} kept, {dropped} dropped for sharing a "
          f"question with the evaluation files")
     try:
-        batches = TripletBatches(pairs, triplets, batch_size, seed)
+        batches = TripletBatches(pairs, triplets, batch_size, seed, near_miss_rows, near_miss_pairs)
     except ValueError as exc:
         raise TwinError(f"{pairs_path}: {exc}") from None
-    config = TrainConfig(encoder_kind, epochs, batch_size, margin, lr, max_seq_length, seed)
+    config = TrainConfig(encoder_kind, epochs, batch_size, margin, lr, max_seq_length, seed,
+                         topic_batches=topic_batches)
     if encoder_kind == "transformer":
         trainable = TransformerTrainable(base, max_seq_length)
     else:
         trainable = LSTMTrainable([t for p in pairs for t in (p.a, p.b)] + [x for t in triplets for x in t],
-                                  max_seq_length)
+                                  max_seq_length, seed)
     if out.exists() and force:
         shutil.rmtree(out)
     summary = run(trainable, batches, config, out, dev_data.pairs if dev_data else None)

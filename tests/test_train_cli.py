@@ -81,7 +81,8 @@ def test_an_lstm_model_serves_build_and_query(lstm_model, tmp_path):
     assert info["dimension"] == 256 and info["encoder"]["name"] == "model"
     tau = json.loads((model / "twin_calibration.json").read_text())["tau"]
     assert info["tau"] == pytest.approx(tau)
-    answer = json.loads(twin("query", "--index", tmp_path / "ix", "--json", "-k", "1", "Can dogs eat chocolate?").stdout)
+    answer = twin("query", "--index", tmp_path / "ix", "--json", "-k", "1", "Can dogs eat chocolate?")
+    answer = json.loads(answer.stdout)
     assert answer["matches"][0]["text"] == "Can dogs eat chocolate?"
     wrong = twin("query", "--index", tmp_path / "ix", "--model", DEMO_CSV.parent, "hello")
     assert wrong.exit_code == 1 and "neither" in wrong.stderr

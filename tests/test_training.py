@@ -62,7 +62,7 @@ def test_loss_masks_candidates_of_the_anchor_group():
 def test_batches_are_aligned_and_guard_false_negatives():
     pairs = [Pair("q a", "q b", 1), Pair("q b", "q c", 1), Pair("q d", "q e", 1), Pair("q f", "q g", 1),
              Pair("q a", "q c", 0), Pair("q a", "q h", 0), Pair("q x", "q y", 1)]
-    batches = TripletBatches(pairs, batch_size=3, seed=1)
+    batches = TripletBatches(pairs, batch_size=3, seed=1, near_miss_rows=True)
     duplicates = {frozenset((p.a, p.b)) for p in pairs if p.label}
     assert batches.group["q a"] == batches.group["q c"]  # duplicates through q b
     assert "q c" not in batches.hard["q a"]  # a labelled "non-duplicate" that is one through q b
@@ -81,8 +81,25 @@ def test_batches_are_aligned_and_guard_false_negatives():
             assert batches.group[negative] not in own or negative not in batches.hard.get(negative, [])
         seen += len(batch.anchors)
     assert seen == len(batches.duplicates) + len(batches.near_misses)
-    assert [b.anchors for b in batches.epoch(3)] == [b.anchors for b in TripletBatches(pairs, batch_size=3,
-                                                                                       seed=1).epoch(3)]
+    again = TripletBatches(pairs, batch_size=3, seed=1, near_miss_rows=True)
+    assert [b.anchors for b in batches.epoch(3)] == [b.anchors for b in again.epoch(3)]
+    assert TripletBatches(pairs, batch_size=3).near_misses == []  # near-miss rows are opt-in
+
+
+def test_topic_batches_hold_neighbouring_anchors():
+    pairs = [Pair(f"cats {i}", f"cat question {i}", 1) for i in range(8)]
+    pairs += [Pair(f"cars {i}", f"car question {i}", 1) for i in range(8)]
+
+    def embed(texts):  # two far-apart topics, a little spread inside each
+        rng = np.random.default_rng(len(texts))
+        v = np.array([[1.0, 0.0] if t.startswith("cat") else [0.0, 1.0] for t in texts])
+        v = v + 0.01 * rng.standard_normal(v.shape)
+        return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+
+    batches = list(TripletBatches(pairs, batch_size=8, seed=3).epoch(0, embed))
+    assert len(batches) == 2
+    for batch in batches:
+        assert len({t.startswith("cat") for t in batch.anchors}) == 1  # one topic a batch
 
 
 def test_too_few_duplicate_pairs():
@@ -126,6 +143,7 @@ def test_leakage_filter_matches_normalised_questions():
 
 def test_metrics_match_scikit_learn():
     from sklearn import metrics
+
     from retrieval.evaluate import average_precision, pair_metrics, roc_auc
 
     rng = np.random.default_rng(3)
@@ -145,7 +163,7 @@ def lstm_run(tmp_path, name: str, seed: int = 0, epochs: int = 4):
     from retrieval.training.trainer import LSTMTrainable, TrainConfig, train
 
     pairs = synthetic_pairs(seed=1, n=600)
-    trainable = LSTMTrainable([t for p in pairs for t in (p.a, p.b)], max_seq_length=16)
+    trainable = LSTMTrainable([t for p in pairs for t in (p.a, p.b)], max_seq_length=16, seed=seed)
     config = TrainConfig("lstm", epochs=epochs, batch_size=16, seed=seed, patience=epochs)
     summary = train(trainable, TripletBatches(pairs, batch_size=16, seed=seed), config, tmp_path / name,
                     dev=synthetic_pairs(seed=2, n=300))
@@ -189,3 +207,22 @@ def test_one_transformer_step_saves_a_sentence_transformers_folder(tmp_path, enc
     after = loaded.encode(["how do i cook rice?"], normalize_embeddings=True)
     assert after.shape == (1, 384) and not np.allclose(before, after)
     assert np.allclose(encoder.encode(["how do i cook rice?"]), before, atol=1e-2)  # the shared model is untouched
+
+
+def test_quadruplet_term_against_hand_computed_example():
+    anchors = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    candidates = torch.tensor([[1.0, 0.0], [0.0, 1.0]])  # both positives score 1.0, negatives 0.0
+    groups = torch.tensor([0, 1])
+    base = batch_triplet_loss(anchors, candidates, groups, groups, 0.3)
+    assert base.item() == pytest.approx(0.0, abs=1e-6)
+    near = torch.tensor([0.95, 0.5])  # the hardest near-miss pair scores 0.95
+    loss = batch_triplet_loss(anchors, candidates, groups, groups, 0.3, near, 0.1)
+    assert loss.item() == pytest.approx(max(0.95 - 1.0 + 0.1, 0), abs=1e-6)
+
+
+def test_near_miss_pairs_ride_along_with_batches():
+    pairs = synthetic_pairs(seed=5, n=200)
+    batches = TripletBatches(pairs, batch_size=8, seed=0, near_miss_pairs=4)
+    labelled = {(a, b) for a, b in batches.labelled_near_misses}
+    for batch in batches.epoch(0):
+        assert len(batch.near_misses) == 4 and set(batch.near_misses) <= labelled

@@ -5,10 +5,14 @@ serves as a negative for anchor i, and so do the batch's extra hard negatives (l
 non-duplicates, or the third text of a triplet).
 
 Labelled non-duplicate pairs (a, b) are near-misses: they share most words yet mean different
-things, which random in-batch negatives never teach. Each one also joins the batches as a row of
-its own, anchor a with a itself as the positive (a second view under dropout, as in SimCSE: Gao,
-Yao & Chen, 2021) and b as its hard negative, so the loss asks s(a, b) < s(a, a') - alpha. Texts are put into groups: the connected
-components of the duplicate pairs. A batch never holds two pairs of one group, and each text's
+things, which random in-batch negatives never teach. Optionally each one joins the batches as a row
+of its own, anchor a with a itself as the positive (a second view under dropout, as in SimCSE: Gao,
+Yao & Chen, 2021) and b as its hard negative, so the loss asks s(a, b) < s(a, a') - alpha
+(``near_miss_rows``). Or (``near_miss_pairs``) a sample of them rides along with each batch for
+the loss's quadruplet term: every duplicate pair must score above every near-miss pair.
+
+Texts are put into groups: the connected components of the duplicate pairs. A batch never holds
+two pairs of one group, and each text's
 group id travels with it, so the loss can mask any candidate of the anchor's own group: two rows
 that are duplicates through a third question are never pushed apart.
 """
@@ -17,8 +21,10 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 from ..pairs import Pair
 from ..text import normalize
@@ -34,6 +40,7 @@ class Batch:
     anchor_groups: list[int]
     positive_groups: list[int]
     negative_groups: list[int]
+    near_misses: list[tuple[str, str]]  #: labelled non-duplicate pairs for the quadruplet term
 
 
 class Groups:
@@ -66,8 +73,10 @@ class TripletBatches:
     """Yields aligned batches for one epoch at a time, reproducibly from ``seed``."""
 
     def __init__(self, pairs: Sequence[Pair], triplets: Sequence[tuple[str, str, str]] = (),
-                 batch_size: int = 32, seed: int = 0) -> None:
+                 batch_size: int = 32, seed: int = 0, near_miss_rows: bool = False,
+                 near_miss_pairs: int = 0) -> None:
         self.batch_size, self.seed = batch_size, seed
+        self.near_miss_pairs = near_miss_pairs  # labelled non-duplicate pairs attached to each batch
         groups = Groups()
         self.duplicates: list[tuple[str, str]] = []
         self.near_misses: list[tuple[str, str]] = []
@@ -92,7 +101,8 @@ class TripletBatches:
         # A "hard negative" that is a duplicate through other pairs is no negative: drop it.
         for text, negs in self.hard.items():
             negs[:] = [n for n in negs if self.group[n] != self.group[text]]
-        self.near_misses = [(a, b) for a, b in self.near_misses if self.group[a] != self.group[b]]
+        self.labelled_near_misses = [(a, b) for a, b in self.near_misses if self.group[a] != self.group[b]]
+        self.near_misses = self.labelled_near_misses if near_miss_rows else []
         if len(self.duplicates) < 2 or len({self.group[a] for a, _ in self.duplicates}) < 2:
             raise ValueError(
                 f"{len(self.duplicates)} duplicate pairs in {len({self.group[a] for a, _ in self.duplicates})} "
@@ -102,12 +112,16 @@ class TripletBatches:
     def __len__(self) -> int:
         return -(-(len(self.duplicates) + len(self.near_misses)) // self.batch_size)
 
-    def epoch(self, number: int) -> Iterator[Batch]:
-        """The batches of epoch ``number`` (0-based)."""
+    def epoch(self, number: int, embed: Callable[[list[str]], np.ndarray] | None = None) -> Iterator[Batch]:
+        """The batches of epoch ``number`` (0-based). With ``embed`` (texts -> unit vectors from the
+        model being trained), batches are made of neighbouring anchors (k-means over the anchors,
+        one cluster a batch), so the other rows of a batch are hard negatives, not random ones."""
         rng = random.Random(self.seed * 1_000_003 + number)
         # A row is (anchor, positive, hard negative or None); near-misses are their own positive.
         rows = [(a, b, None) for a, b in self.duplicates] + [(a, a, b) for a, b in self.near_misses]
         rng.shuffle(rows)
+        if embed is not None and len(rows) >= 2 * self.batch_size:
+            rows = self._by_topic(rows, embed([r[0] for r in rows]), number)
         waiting: list[tuple[str, str, str | None]] = []
         for a, b, negative in rows:
             waiting.append((a, b, negative) if negative or rng.random() < 0.5 else (b, a, None))
@@ -117,6 +131,17 @@ class TripletBatches:
         while waiting:  # the rest: batches may shrink where groups collide (a lone row still learns
             batch, waiting = self._fill(waiting)  # from its hard negative, if it has one)
             yield self._batch(batch, rng)
+
+    def _by_topic(self, rows: list[tuple], vectors: np.ndarray, number: int) -> list[tuple]:
+        """Rows ordered cluster by cluster (clusters of about batch_size anchors)."""
+        import faiss
+
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        kmeans = faiss.Kmeans(vectors.shape[1], len(rows) // self.batch_size, niter=10,
+                              seed=self.seed * 7919 + number, spherical=True, min_points_per_centroid=1)
+        kmeans.train(vectors)
+        cluster = kmeans.index.search(vectors, 1)[1][:, 0]
+        return [rows[i] for i in np.argsort(cluster, kind="stable")]
 
     def _fill(self, waiting: list[tuple]) -> tuple[list[tuple], list[tuple]]:
         """Up to batch_size rows of distinct groups; the rest wait for the next batch."""
@@ -140,4 +165,6 @@ class TripletBatches:
             anchors=[r[0] for r in rows], positives=[r[1] for r in rows], negatives=negatives,
             anchor_groups=[self.group[r[0]] for r in rows], positive_groups=[self.group[r[1]] for r in rows],
             negative_groups=[self.group[n] for n in negatives],
+            near_misses=rng.sample(self.labelled_near_misses,
+                                   min(self.near_miss_pairs, len(self.labelled_near_misses))),
         )

@@ -38,6 +38,7 @@ class TrainConfig:
     seed: int = 0
     warmup: float = 0.1
     patience: int = 2
+    topic_batches: bool = False  #: batches of neighbouring anchors (hard in-batch negatives)
 
     def learning_rate(self) -> float:
         """The learning rate, defaulted by encoder."""
@@ -87,8 +88,9 @@ class TransformerTrainable(Trainable):
 class LSTMTrainable(Trainable):
     """Trains the siamese BiLSTM from scratch, its vocabulary built from the training texts."""
 
-    def __init__(self, texts: Sequence[str], max_seq_length: int) -> None:
+    def __init__(self, texts: Sequence[str], max_seq_length: int, seed: int = 0) -> None:
         config = {"embed_dim": 200, "hidden": 256, "out_dim": 256, "max_seq_length": max_seq_length}
+        seed_everything(seed)  # the initial weights are part of "same seed, same model"
         self.encoder = LSTMEncoder(build_vocab(texts), config)
 
     def embed(self, texts: Sequence[str]) -> torch.Tensor:
@@ -134,9 +136,12 @@ def train(
     started = time.perf_counter()
     with open(out / "train_log.jsonl", "w") as log:
         for epoch in range(config.epochs):
+            module.eval()
+            embed = (lambda texts: trainable.encoder.encode(texts)) if config.topic_batches else None
+            epoch_batches = list(batches.epoch(epoch, embed))
             module.train()
             losses = []
-            bar = tqdm(batches.epoch(epoch), total=len(batches), desc=f"epoch {epoch + 1}/{config.epochs}",
+            bar = tqdm(epoch_batches, total=len(epoch_batches), desc=f"epoch {epoch + 1}/{config.epochs}",
                        unit="batch", disable=None, file=sys.stderr)
             for batch in bar:
                 loss = _step(trainable, batch, config.margin)
@@ -174,11 +179,15 @@ def train(
 
 
 def _step(trainable: Trainable, batch, margin: float) -> torch.Tensor:  # noqa: ANN001 - Batch
-    texts = batch.anchors + batch.positives + batch.negatives
+    pair_texts = [t for pair in batch.near_misses for t in pair]
+    texts = batch.anchors + batch.positives + batch.negatives + pair_texts
     vectors = trainable.embed(texts)
-    n = len(batch.anchors)
+    n, m = len(batch.anchors), len(pair_texts)
     groups = torch.tensor(batch.anchor_groups + batch.positive_groups + batch.negative_groups)
-    return batch_triplet_loss(vectors[:n], vectors[n:], groups[:n], groups[n:], margin)
+    candidates = vectors[n : len(texts) - m]
+    near = vectors[len(texts) - m :]
+    near_scores = (near[0::2] * near[1::2]).sum(dim=1) if m else None
+    return batch_triplet_loss(vectors[:n], candidates, groups[:n], groups[n:], margin, near_scores, margin / 3)
 
 
 class _InMemoryTransformer(Encoder):
