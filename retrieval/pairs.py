@@ -61,6 +61,8 @@ def read_labelled(path: str | Path, columns: PairColumns = PairColumns(), fmt: s
     """Read a pair or triplet file completely, checking every row."""
     path = Path(path)
     fmt = fmt or detect_format(path)
+    if fmt == "text":  # a pair file is never one text a line: read .txt (e.g. MRPC's) as TSV
+        fmt = "tsv"
     header = columns.header and not (fmt == "tsv" and _looks_bimpm(path))
     out = Labelled(path)
     layout: tuple[str, ...] | None = None

@@ -156,6 +156,7 @@ def main() -> None:
                         ["--epochs", str(args.lstm_epochs)]),
         ]
         print(table("QQP (BiMPM dev, 10,000 pairs; tau calibrated on the same dev)", results["qqp"]), flush=True)
+        _save(args.json_out, results)
 
     if args.only in (None, "mrpc"):
         mrpc = args.data / "mrpc"
@@ -169,11 +170,16 @@ def main() -> None:
                         ["--epochs", str(args.lstm_epochs)]),
         ]
         print(table("MRPC (test split, 1,725 pairs; tau calibrated on GLUE dev)", results["mrpc"]), flush=True)
+        _save(args.json_out, results)
 
     for name, rows in results.items():
         print("\n" + table(name, rows))
-    if args.json_out:
-        args.json_out.write_text(json.dumps(results, indent=2))
+
+
+def _save(path: Path | None, results: dict) -> None:
+    """Write what is done so far (a later failure keeps the finished tables)."""
+    if path:
+        path.write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

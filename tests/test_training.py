@@ -118,7 +118,7 @@ def test_pair_readers_and_their_errors(tmp_path):
     trip = tmp_path / "t.jsonl"
     trip.write_text(json.dumps({"anchor": "a", "positive": "b", "negative": "c"}) + "\n")
     assert read_labelled(trip).triplets == [("a", "b", "c")]
-    mrpc = tmp_path / "mrpc.tsv"
+    mrpc = tmp_path / "msr_paraphrase_test.txt"  # MRPC ships TSV with a .txt suffix
     mrpc.write_text("\ufeffQuality\t#1 String\t#2 String\n1\tHe said.\tHe told.\n")
     assert read_labelled(mrpc, PairColumns("#1 String", "#2 String", "Quality")).pairs[0].label == 1
 
