@@ -32,7 +32,7 @@ from tqdm import tqdm
 from .errors import BadVectorError, EncoderMismatchError, IndexFolderError
 from .kinds import KIND_NAMES, IndexKind, SearchKnobs, kind_for, train_size
 from .locks import ReadWriteLock
-from .manifest import MANIFEST, Manifest, fsync_dir
+from .manifest import MANIFEST, Manifest, fsync_path
 from .meta import MetaDB, Record
 
 META_FILE = "meta.sqlite"
@@ -267,9 +267,9 @@ class VectorStore:
         if name and (self._changed or not (self.folder / name).exists()):
             tmp = self.folder / f".{name}.tmp"
             faiss.write_index(self._index, str(tmp))
-            _fsync_file(tmp)
+            fsync_path(tmp)
             os.replace(tmp, self.folder / name)
-            fsync_dir(self.folder)
+            fsync_path(self.folder)
         self._changed = False
         built = self._index is not None
         self.manifest.snapshot = (
@@ -362,14 +362,6 @@ def _check_encoder(folder: Path, built: dict, given: dict | None) -> None:
                 f"{folder}: built with encoder {built.get('name')!r} ({key} {built[key]}), "
                 f"opened with {given.get('name')!r} ({key} {given[key]}); use the same model or rebuild"
             )
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _remove_index_files(folder: Path) -> None:
