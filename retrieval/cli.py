@@ -320,7 +320,8 @@ def _model_encoder(model: Path | None):  # noqa: ANN202 - Encoder
               help="transformer: the sentence-transformers folder to start from (default: packaged MiniLM).")
 @click.option("--epochs", type=click.IntRange(1), default=1, show_default=True, help="Passes over the pairs.")
 @click.option("--batch-size", type=click.IntRange(2), default=32, show_default=True, help="Duplicate pairs a batch.")
-@click.option("--margin", type=click.FloatRange(0, 2), default=0.3, show_default=True, help="Triplet margin alpha.")
+@click.option("--margin", type=click.FloatRange(0, 2), default=0.3, show_default=True,
+              help="Triplet margin alpha (chosen on QQP dev among 0.1/0.3/0.5; see BENCHMARKS.md).")
 @click.option("--lr", type=click.FloatRange(0, min_open=True), default=None,
               help="Learning rate (default: 2e-5 transformer, 2e-3 LSTM).")
 @click.option("--max-seq-length", type=click.IntRange(4, 512), default=64, show_default=True, help="Tokens a text.")
