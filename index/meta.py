@@ -126,12 +126,16 @@ class MetaDB:
         with self._lock:
             return self._db.execute("SELECT value FROM counters WHERE name='next_seq'").fetchone()[0] - 1
 
-    def vectors_after(self, seq: int, batch: int = 50_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """(seqs, vectors) of live rows with a seq above ``seq``, in seq order, in batches."""
+    def vectors_after(
+        self, seq: int, upto: int | None = None, batch: int = 50_000
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(seqs, vectors) of live rows with seq > ``seq`` (and <= ``upto``), in seq order, in batches."""
+        upto = (1 << 62) if upto is None else upto
         while True:
             with self._lock:
                 rows = self._db.execute(
-                    "SELECT seq, vector FROM items WHERE seq > ? ORDER BY seq LIMIT ?", (seq, batch)
+                    "SELECT seq, vector FROM items WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
+                    (seq, upto, batch),
                 ).fetchall()
             if not rows:
                 return

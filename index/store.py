@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +61,7 @@ class VectorStore:
         self._stale = 0  # FAISS entries that match no live row (tombstones)
         self._trained_on = 0
         self._changed = False  # FAISS differs from the snapshot on disk
+        self._save_lock = threading.Lock()  # one save or rebuild at a time
 
     # -- lifecycle ------------------------------------------------------------------------
     @classmethod
@@ -213,20 +215,22 @@ class VectorStore:
 
         Rebuilds first where due: an ``auto`` index that crossed its size threshold, an IVF index
         that grew past 4x the data it was trained on, or tombstones above a quarter of the items.
+        A rebuild happens aside, without the lock: searches and writes go on against the old index
+        meanwhile, and the new one is swapped in after replaying the writes that came during it.
         """
-        with self._lock.write():
+        with self._save_lock:
             if self._rebuild_due():
-                self._rebuild_locked()
-        with self._lock.read():
-            self._write_snapshot()
+                self._rebuild_aside()
+            with self._lock.read():
+                self._write_snapshot()
 
     def rebuild(self, kind: str | None = None) -> None:
         """Rebuild the FAISS index from SQLite, as ``kind`` (default: the manifest's kind)."""
-        with self._lock.write():
+        with self._save_lock:
             if kind is not None:
                 kind_for(kind, 0)  # validates the name
                 self.manifest.kind = kind
-            self._rebuild_locked()
+            self._rebuild_aside()
 
     def _ensure_index(self) -> None:
         if self._index is None and self._meta.count():
@@ -245,21 +249,42 @@ class VectorStore:
         return self._stale > max(1000, live // 4)
 
     def _rebuild_locked(self) -> None:
+        """Rebuild in place (the caller holds the write lock): at open and for the first build."""
+        self._swap_in(self._build())
+
+    def _rebuild_aside(self) -> None:
+        built = self._build()
+        with self._lock.write():
+            self._swap_in(built)
+
+    def _build(self) -> tuple[faiss.Index | None, IndexKind, int, int]:
+        """A new index of the manifest's kind holding the rows up to the current last seq.
+
+        Needs no lock: SQLite is read in short calls, and writes that land meanwhile get higher
+        seqs (replayed by ``_swap_in``) or leave tombstones (counted by it)."""
         live = self._meta.count()
         kind = kind_for(self.manifest.kind, live)
+        if kind.trains and not live:
+            return None, kind, 0, 0
         index = kind.make(self.dimension, live)
         if kind.trains:
-            if not live:
-                self._index, self._kind = None, kind
-                return
             index.train(self._meta.sample_vectors(train_size(index)))
         last = self._meta.last_seq()
         with tqdm(total=live, desc=f"building {kind.name}", unit="vec", disable=None, file=sys.stderr) as bar:
-            for seqs, vectors in self._meta.vectors_after(0):
+            for seqs, vectors in self._meta.vectors_after(0, upto=last):
                 index.add_with_ids(vectors, seqs)
                 bar.update(len(seqs))
-        self._index, self._kind = index, kind
-        self._applied_seq, self._stale, self._trained_on = last, 0, live
+        return index, kind, last, live
+
+    def _swap_in(self, built: tuple[faiss.Index | None, IndexKind, int, int]) -> None:
+        """Make a built index current (the caller holds the write lock)."""
+        index, kind, last, live = built
+        if index is not None:
+            for seqs, vectors in self._meta.vectors_after(last):  # writes that came during the build
+                index.add_with_ids(vectors, seqs)
+        self._index, self._kind, self._trained_on = index, kind, live
+        self._applied_seq = self._meta.last_seq()
+        self._stale = int(index.ntotal) - self._meta.count() if index is not None else 0
         self._changed = True
 
     def _write_snapshot(self) -> None:
@@ -294,15 +319,9 @@ class VectorStore:
             print(f"warning: {path}: unreadable snapshot, rebuilding from {META_FILE}", file=sys.stderr)
             self._rebuild_locked()
             return
-        self._index = index
-        self._kind = kind_for(self.manifest.built_kind or self.manifest.kind, 0)
-        self._applied_seq = int(snap.get("seq", 0))
-        self._trained_on = int(snap.get("trained_on", 0))
-        for seqs, vectors in self._meta.vectors_after(self._applied_seq):
-            index.add_with_ids(vectors, seqs)
-            self._changed = True
-        self._applied_seq = self._meta.last_seq()
-        self._stale = int(index.ntotal) - self._meta.count()
+        kind = kind_for(self.manifest.built_kind or self.manifest.kind, 0)
+        self._swap_in((index, kind, int(snap.get("seq", 0)), int(snap.get("trained_on", 0))))  # replays SQLite
+        self._changed = self._applied_seq != int(snap.get("seq", 0))
 
     # -- helpers --------------------------------------------------------------------------
     def _drop(self, seqs: np.ndarray) -> None:

@@ -217,3 +217,35 @@ def test_empty_store_searches_empty(tmp_path):
         store.save()
         store.close()
         assert VectorStore.open(tmp_path / kind).search([[1, 0, 0, 0]], k=3) == [[]]
+
+
+def test_rebuild_aside_keeps_writes_made_during_it(tmp_path, monkeypatch, data):
+    """A save that rebuilds (here flat -> ivf-sq8) builds without the lock; writes that land
+    meanwhile must all be in the index that is swapped in."""
+    import threading
+
+    monkeypatch.setattr(index.kinds, "AUTO_APPROXIMATE_FROM", 1500)
+    store = VectorStore.create(tmp_path / "ix", DIM, "auto")
+    store.add(ids_of(2000), data[:2000])
+    built = threading.Event()
+    original = store._build
+
+    def slow_build():
+        result = original()
+        built.set()  # the new index is complete; now writes race the swap
+        store.add(ids_of(1000, 2000), data[2000:])  # new items (lock taken: the old index serves them)
+        store.delete(["item-0"])
+        store.add(["item-1"], data[2500])  # a replaced version: a tombstone in the new index
+        return result
+
+    monkeypatch.setattr(store, "_build", slow_build)
+    store.save()
+    assert built.is_set() and store.built_kind == "ivf-sq8"
+    assert len(store) == 2999
+    for i in (2000, 2999, 1500):
+        assert store.search(data[i], k=1)[0][0].id == f"item-{i}"
+    assert "item-0" not in [h.id for h in store.search(data[0], k=5)[0]]
+    assert {h.id for h in store.search(data[2500], k=2)[0]} == {"item-1", "item-2500"}
+    store.close()
+    reopened = VectorStore.open(tmp_path / "ix")
+    assert len(reopened) == 2999 and reopened.search(data[2999], k=1)[0][0].id == "item-2999"
