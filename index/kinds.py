@@ -20,7 +20,7 @@ KIND_NAMES = ("auto", "flat", "hnsw", "ivf-sq8", "ivf-pq")
 
 #: ``auto`` stays exact (flat) below this many live vectors and becomes ivf-sq8 at or above it.
 #: Measured (BENCHMARKS.md): a flat single query through the store takes 2.3 ms at 40k vectors and
-#: 52 ms at 1M, so flat stays under 2 ms to about 30k; ivf-sq8 answers in < 1 ms at 1M, recall@10 0.99+.
+#: 55 ms at 1M, so flat stays under 2 ms to about 30k; ivf-sq8 answers in ~1 ms at 1M, recall@10 1.0.
 AUTO_APPROXIMATE_FROM = 30_000
 
 
