@@ -56,6 +56,10 @@ class IndexKind(ABC):
         """Build parameters worth recording in the manifest."""
         return {}
 
+    def ids(self, index: faiss.Index) -> np.ndarray:
+        """Every id the index holds, sorted (tombstones included)."""
+        return np.sort(faiss.vector_to_array(index.id_map).astype(np.int64))
+
 
 class FlatKind(IndexKind):
     """Exact search: every query is compared to every vector. 4*d bytes a vector."""
@@ -117,6 +121,17 @@ class _IVFKind(IndexKind):
 
     def describe(self, index: faiss.Index) -> dict:
         return {"nlist": int(faiss.extract_index_ivf(index).nlist), "nprobe": self.nprobe}
+
+    def ids(self, index: faiss.Index) -> np.ndarray:
+        lists = faiss.extract_index_ivf(index).invlists
+        parts = []
+        for number in range(lists.nlist):
+            size = lists.list_size(number)
+            if size:
+                ptr = lists.get_ids(number)
+                parts.append(faiss.rev_swig_ptr(ptr, size).astype(np.int64))
+                lists.release_ids(number, ptr)
+        return np.sort(np.concatenate(parts)) if parts else np.empty(0, np.int64)
 
 
 class IVFSQ8Kind(_IVFKind):

@@ -33,6 +33,7 @@ class Manifest:
     snapshot: dict = field(default_factory=dict)
     metric: str = "inner_product"
     format_version: int = FORMAT_VERSION
+    meta_file: str = "meta.sqlite"  #: the SQLite file of this index (a rebuilt index gets a new one)
 
     def save(self, folder: Path) -> None:
         """Write the manifest atomically (temporary file, fsync, rename, fsync of the folder)."""
@@ -57,9 +58,42 @@ class Manifest:
             )
         known = set(cls.__dataclass_fields__)
         try:
-            return cls(**{k: v for k, v in data.items() if k in known})
+            manifest = cls(**{k: v for k, v in data.items() if k in known})
         except TypeError as exc:
             raise IndexFolderError(f"{path}: damaged manifest ({exc})") from None
+        problem = manifest.problem()
+        if problem:
+            raise IndexFolderError(f"{path}: damaged manifest ({problem}); rebuild the index with "
+                                   "`twin build --force` from its corpus")
+        return manifest
+
+    def problem(self) -> str | None:
+        """What is wrong with the manifest's fields, or None. File names must be plain names of
+        the kinds an index holds: a manifest never makes the store open a file elsewhere."""
+        from .folder import META_NAME, SNAPSHOT_NAME
+
+        types = {"dimension": int, "kind": str, "built_kind": str, "encoder": dict, "count": int,
+                 "params": dict, "snapshot": dict, "metric": str, "meta_file": str}
+        for name, kind in types.items():
+            value = getattr(self, name)
+            if not isinstance(value, kind) or isinstance(value, bool):
+                return f"{name!r} is {type(value).__name__}, expected {kind.__name__}"
+        if self.tau is not None and (not isinstance(self.tau, int | float) or isinstance(self.tau, bool)):
+            return f"'tau' is {type(self.tau).__name__}, expected a number"
+        if self.dimension < 1:
+            return f"'dimension' is {self.dimension}"
+        if not META_NAME.fullmatch(self.meta_file):
+            return f"'meta_file' {self.meta_file!r} is not an index file name"
+        snap = self.snapshot
+        if snap:
+            if not isinstance(snap.get("file"), str) or not SNAPSHOT_NAME.fullmatch(snap["file"]):
+                return f"snapshot file {snap.get('file')!r} is not a snapshot name (index-<seq>.faiss)"
+            for key in ("seq", "trained_on", "ntotal"):
+                if key in snap and (not isinstance(snap[key], int) or isinstance(snap[key], bool) or snap[key] < 0):
+                    return f"snapshot {key} {snap[key]!r} is not a count"
+            if "sha256" in snap and not (isinstance(snap["sha256"], str) and len(snap["sha256"]) == 64):
+                return f"snapshot sha256 {snap['sha256']!r} is not a SHA-256 digest"
+        return None
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -8,11 +8,17 @@ a tombstone, filtered at search time and dropped at the next rebuild. A FAISS sn
 highest ``seq`` it holds; rows past it are replayed on open.
 
 Thread safety: one connection, every call under one lock. Calls are short (a transaction of one
-batch, or a primary-key look-up).
+batch, or a primary-key look-up). A read-only MetaDB (a reader process beside the writer) opens
+the file with ``mode=ro`` and never writes.
+
+Failures: a full disk is a ``DiskFullError`` (the transaction is rolled back: nothing of the write
+is kept); a file that is not a SQLite database is an ``IndexFolderError`` saying how to rebuild.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import sqlite3
 import threading
@@ -21,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from .errors import DiskFullError, IndexFolderError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -52,19 +60,59 @@ class Record:
 class MetaDB:
     """The SQLite file beside the FAISS index."""
 
-    def __init__(self, path: Path, dim: int) -> None:
-        self.path, self.dim = Path(path), dim
+    def __init__(self, path: Path, dim: int, read_only: bool = False) -> None:
+        self.path, self.dim, self.read_only = Path(path), dim, read_only
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(SCHEMA)
-        self._count = self._db.execute("SELECT COUNT(*) FROM items").fetchone()[0]
+        with self._failures("opening"):
+            if read_only:
+                uri = f"file:{self.path.resolve().as_posix()}?mode=ro"
+                self._db = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+            else:
+                self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")
+                self._db.executescript(SCHEMA)
+            self._db.execute("PRAGMA busy_timeout=10000")
+            self.refresh_count()
 
     def close(self) -> None:
         """Close the connection."""
         with self._lock:
             self._db.close()
+
+    def refresh_count(self) -> None:
+        """Count the live rows again (a reader does after another process wrote)."""
+        with self._lock, self._failures("reading"):
+            self._count = self._db.execute("SELECT COUNT(*) FROM items").fetchone()[0]
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        """Every read inside sees one snapshot of the file (one read transaction): a reader
+        loading the index while the writer commits sees each batch entirely or not at all."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.execute("SELECT value FROM counters WHERE name='next_seq'").fetchone()  # starts it
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._db.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def _failures(self, doing: str) -> Iterator[None]:
+        """SQLite errors as errors a user can act on."""
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            if _disk_full(exc):
+                raise DiskFullError(errno.ENOSPC, f"disk full while {doing} {self.path}; this write was not "
+                                    "kept and the index is as it was before it (free some space and retry)") from None
+            raise
+        except sqlite3.DatabaseError as exc:
+            if getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+                raise IndexFolderError(f"{self.path}: the index is damaged ({exc}); rebuild it with "
+                                       "`twin build --force` from its corpus") from None
+            raise
 
     # -- writes -----------------------------------------------------------------------------
     def upsert(
@@ -72,7 +120,7 @@ class MetaDB:
         vectors: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Write items in one transaction; return (new seqs, seqs of the versions replaced)."""
-        with self._lock, self._transaction():
+        with self._lock, self._failures("writing"), self._transaction():
             old = self._seqs_of(ids)
             self._delete_ids(ids)
             first = self._take_seqs(len(ids))
@@ -89,7 +137,7 @@ class MetaDB:
 
     def delete(self, ids: Sequence[str]) -> tuple[list[str], np.ndarray]:
         """Delete items in one transaction; return (ids that existed, their seqs)."""
-        with self._lock, self._transaction():
+        with self._lock, self._failures("writing"), self._transaction():
             found = self._rows_by_id(ids, "id, seq")
             self._delete_ids([r[0] for r in found])
             # Burn a seq so that a snapshot taken after this delete is newer than the deleted rows.
@@ -109,6 +157,11 @@ class MetaDB:
                     out[row[0]] = self._record(row, with_vectors)
         return out
 
+    def existing(self, ids: Sequence[str]) -> list[str]:
+        """Those of ``ids`` that have a row."""
+        with self._lock:
+            return [r[0] for r in self._rows_by_id(ids, "id")]
+
     def get(self, item_id: str) -> Record | None:
         """The record stored under ``item_id``, with its vector, or None."""
         with self._lock:
@@ -116,6 +169,12 @@ class MetaDB:
                 "SELECT seq, id, text, payload, vector FROM items WHERE id = ?", (item_id,)
             ).fetchone()
         return self._record(row, True) if row else None
+
+    def seqs_upto(self, seq: int) -> np.ndarray:
+        """The seqs of the live rows with seq <= ``seq``, sorted."""
+        with self._lock:
+            rows = self._db.execute("SELECT seq FROM items WHERE seq <= ? ORDER BY seq", (seq,)).fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
     def count(self) -> int:
         """Number of live items (kept in memory: COUNT(*) scans the table)."""
@@ -190,7 +249,8 @@ class MetaDB:
 
 
 class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on error."""
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on error. SQLite may have rolled back by itself
+    (a full disk does): the original error is what the caller sees, never the failed ROLLBACK."""
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
@@ -199,7 +259,23 @@ class _Transaction:
         self.db.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, kind: type | None, *_: object) -> None:
-        self.db.execute("COMMIT" if kind is None else "ROLLBACK")
+        if kind is None:
+            try:
+                self.db.execute("COMMIT")
+            except sqlite3.Error:
+                self._rollback()
+                raise
+        else:
+            self._rollback()
+
+    def _rollback(self) -> None:
+        if self.db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self.db.execute("ROLLBACK")
+
+
+def _disk_full(exc: sqlite3.Error) -> bool:
+    return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in str(exc)
 
 
 def _chunks(items: list, size: int = CHUNK) -> Iterator[list]:

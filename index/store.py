@@ -11,15 +11,24 @@ it (the same way), then removes the older snapshot. A process killed at any mome
 manifest that names a complete snapshot; opening replays the SQLite rows newer than it. A snapshot
 that cannot be read is rebuilt from SQLite.
 
-Locking: one ``ReadWriteLock`` per store. Searches hold it shared (FAISS allows concurrent
+Opening checks the snapshot before trusting it: its SHA-256 must match the manifest's, and every
+live SQLite row up to its seq must be in it; otherwise it is rebuilt from SQLite.
+
+Processes: one writer process per folder, enforced by the folder's writer lock (``folder.py``),
+taken by ``create`` and ``open`` and held until ``close``. Any number of readers
+(``open(read_only=True)``) take no lock: they load the snapshot and replay SQLite inside one read
+transaction, write nothing, and ``refresh`` to catch up with the writer's later commits.
+
+Threads: one ``ReadWriteLock`` per store. Searches hold it shared (FAISS allows concurrent
 searches, not a search during add/remove [faiss#367]); add, delete and rebuild hold it alone, so a
 search sees a batch of writes entirely or not at all. Snapshots are written under the shared lock.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import os
-import shutil
 import sys
 import threading
 from collections.abc import Iterable, Sequence
@@ -30,13 +39,14 @@ import faiss
 import numpy as np
 from tqdm import tqdm
 
-from .errors import BadVectorError, EncoderMismatchError, IndexFolderError
+from .errors import BadVectorError, DiskFullError, EncoderMismatchError, IndexFolderError, StoreError
+from .folder import DEFAULT_META, WriterLock, remove_index, remove_strays
 from .kinds import KIND_NAMES, IndexKind, SearchKnobs, kind_for, train_size
 from .locks import ReadWriteLock
 from .manifest import MANIFEST, Manifest, fsync_path
 from .meta import MetaDB, Record
 
-META_FILE = "meta.sqlite"
+META_FILE = DEFAULT_META
 
 
 @dataclass
@@ -52,8 +62,8 @@ class Hit:
 class VectorStore:
     """Add, upsert, delete, get and search vectors by string id, persisted in one folder."""
 
-    def __init__(self, folder: Path, manifest: Manifest, meta: MetaDB) -> None:
-        self.folder, self.manifest, self._meta = Path(folder), manifest, meta
+    def __init__(self, folder: Path, manifest: Manifest, meta: MetaDB, writer: WriterLock | None = None) -> None:
+        self.folder, self.manifest, self._meta, self._writer = Path(folder), manifest, meta, writer
         self._lock = ReadWriteLock()
         self._index: faiss.Index | None = None
         self._kind: IndexKind = kind_for(manifest.kind, 0)
@@ -67,40 +77,84 @@ class VectorStore:
     @classmethod
     def create(
         cls, folder: str | Path, dimension: int, kind: str = "auto", encoder: dict | None = None,
-        tau: float | None = None, force: bool = False,
+        tau: float | None = None, force: bool = False, holder: dict | None = None, wait_s: float = 0.0,
     ) -> VectorStore:
-        """Make a new, empty index folder. An existing index is replaced only with ``force``."""
+        """Make a new, empty index folder and hold its writer lock. An existing index is replaced
+        only with ``force`` (its own files only: whatever else the folder holds stays)."""
         folder = Path(folder)
         if kind not in KIND_NAMES:
             raise ValueError(f"unknown index kind {kind!r}; choose one of {', '.join(KIND_NAMES)}")
-        if (folder / MANIFEST).exists() or (folder / META_FILE).exists():
-            if not force:
-                raise IndexFolderError(f"{folder}: an index already exists (use --force to replace it)")
-            _remove_index_files(folder)
-        elif folder.exists() and not folder.is_dir():
+        if folder.exists() and not folder.is_dir():
             raise IndexFolderError(f"{folder}: exists and is not a folder")
         folder.mkdir(parents=True, exist_ok=True)
-        manifest = Manifest(dimension=dimension, kind=kind, encoder=dict(encoder or {}), tau=tau)
-        store = cls(folder, manifest, MetaDB(folder / META_FILE, dimension))
-        manifest.save(folder)
+        lock = WriterLock(folder, holder, wait_s).acquire()
+        try:
+            if (folder / MANIFEST).exists() or (folder / META_FILE).exists():
+                if not force:
+                    raise IndexFolderError(f"{folder}: an index already exists (use --force to replace it)")
+                remove_index(folder)
+            manifest = Manifest(dimension=dimension, kind=kind, encoder=dict(encoder or {}), tau=tau)
+            store = cls(folder, manifest, MetaDB(folder / manifest.meta_file, dimension), lock)
+            manifest.save(folder)
+        except BaseException:
+            lock.release()
+            raise
         return store
 
     @classmethod
-    def open(cls, folder: str | Path, encoder: dict | None = None) -> VectorStore:
+    def open(cls, folder: str | Path, encoder: dict | None = None, read_only: bool = False,
+             holder: dict | None = None, wait_s: float = 0.0) -> VectorStore:
         """Open an index folder. ``encoder`` (name, dimension, fingerprint) must match the one it
-        was built with: vectors from another model are meaningless against it."""
+        was built with: vectors from another model are meaningless against it.
+
+        A writer (the default) takes the folder's writer lock, waiting up to ``wait_s`` seconds
+        (``IndexBusyError`` names the holder). ``read_only`` takes no lock and writes nothing."""
         folder = Path(folder)
-        manifest = Manifest.load(folder)
-        _check_encoder(folder, manifest.encoder, encoder)
-        if not (folder / META_FILE).is_file():
-            raise IndexFolderError(f"{folder / META_FILE}: missing; the index folder is damaged")
-        store = cls(folder, manifest, MetaDB(folder / META_FILE, manifest.dimension))
-        store._load_snapshot()
+        if read_only:
+            return cls._open_reader(folder, encoder)
+        Manifest.load(folder)  # a clear error for a folder that is no index, before locking it
+        lock = WriterLock(folder, holder, wait_s).acquire()
+        try:
+            manifest = Manifest.load(folder)
+            _check_encoder(folder, manifest.encoder, encoder)
+            remove_strays(folder, manifest)
+            store = cls(folder, manifest, _open_meta(folder, manifest, False), lock)
+            store._load_snapshot()
+        except BaseException:
+            lock.release()
+            raise
         return store
 
+    @classmethod
+    def _open_reader(cls, folder: Path, encoder: dict | None, tries: int = 5) -> VectorStore:
+        """A read-only store. The writer may replace the snapshot (or the whole index) while this
+        loads: a file that vanished between reading the manifest and opening it means a newer
+        manifest is there, so load again."""
+        for attempt in range(tries):
+            manifest = Manifest.load(folder)
+            _check_encoder(folder, manifest.encoder, encoder)
+            try:
+                meta = _open_meta(folder, manifest, True)
+            except IndexFolderError:
+                if attempt + 1 < tries and Manifest.load(folder) != manifest:
+                    continue
+                raise
+            store = cls(folder, manifest, meta)
+            try:
+                with meta.reading():
+                    meta.refresh_count()
+                    store._load_snapshot(retry_missing=attempt + 1 < tries)
+                return store
+            except _SnapshotGone:
+                meta.close()
+        raise IndexFolderError(f"{folder}: the index kept changing while it was being opened")
+
     def close(self) -> None:
-        """Release the SQLite connection (unsaved FAISS changes are replayed on the next open)."""
+        """Release the SQLite connection and the writer lock (unsaved FAISS changes are replayed
+        on the next open)."""
         self._meta.close()
+        if self._writer is not None:
+            self._writer.release()
 
     def __enter__(self) -> VectorStore:
         return self
@@ -123,6 +177,11 @@ class VectorStore:
         return self._changed or (self._index is None and len(self) > 0)
 
     @property
+    def read_only(self) -> bool:
+        """True for a reader: it holds no writer lock and writes nothing."""
+        return self._writer is None
+
+    @property
     def built_kind(self) -> str:
         """The kind of the FAISS index in use (``auto`` resolved)."""
         return self._kind.name
@@ -137,6 +196,7 @@ class VectorStore:
         Vectors are checked (dimension, finite, not zero) and L2-normalised. Returns the ids
         written, in first-seen order. Durable once this returns.
         """
+        self._check_writable()
         vectors = self._checked(vectors)
         n = len(vectors)
         texts = list(texts) if texts is not None else [None] * n
@@ -160,6 +220,7 @@ class VectorStore:
 
     def delete(self, ids: Sequence[str]) -> list[str]:
         """Delete items by id; returns the ids that existed. Durable once this returns."""
+        self._check_writable()
         with self._lock.write():
             found, old = self._meta.delete([str(i) for i in ids])
             self._drop(old)
@@ -167,6 +228,10 @@ class VectorStore:
             if self._index is not None:
                 self._applied_seq = self._meta.last_seq()
         return found
+
+    def existing(self, ids: Sequence[str]) -> list[str]:
+        """Those of ``ids`` that are stored."""
+        return self._meta.existing([str(i) for i in ids])
 
     def get(self, item_id: str) -> Record | None:
         """The stored item (id, text, payload, normalised vector), or None."""
@@ -218,14 +283,34 @@ class VectorStore:
         A rebuild happens aside, without the lock: searches and writes go on against the old index
         meanwhile, and the new one is swapped in after replaying the writes that came during it.
         """
+        self._check_writable()
         with self._save_lock:
             if self._rebuild_due():
                 self._rebuild_aside()
             with self._lock.read():
                 self._write_snapshot()
 
+    def refresh(self) -> int:
+        """A reader catches up with the writer: rows committed since it loaded are added to its
+        FAISS index (deleted ones were already filtered). Returns how many were added."""
+        added = 0
+        with self._save_lock:
+            if self._index is None:
+                self._meta.refresh_count()
+                return 0
+            with self._lock.write():
+                self._meta.refresh_count()
+                for seqs, vectors in self._meta.vectors_after(self._applied_seq):
+                    if self._index.is_trained:
+                        self._index.add_with_ids(vectors, seqs)
+                    added += len(seqs)
+                    self._applied_seq = int(seqs[-1])
+                self._stale = max(0, int(self._index.ntotal) - self._meta.count())
+        return added
+
     def rebuild(self, kind: str | None = None) -> None:
         """Rebuild the FAISS index from SQLite, as ``kind`` (default: the manifest's kind)."""
+        self._check_writable()
         with self._save_lock:
             if kind is not None:
                 kind_for(kind, 0)  # validates the name
@@ -289,39 +374,85 @@ class VectorStore:
 
     def _write_snapshot(self) -> None:
         name = f"index-{self._applied_seq}.faiss" if self._index is not None else ""
-        if name and (self._changed or not (self.folder / name).exists()):
-            tmp = self.folder / f".{name}.tmp"
-            faiss.write_index(self._index, str(tmp))
-            fsync_path(tmp)
-            os.replace(tmp, self.folder / name)
-            fsync_path(self.folder)
+        snapshot = dict(self.manifest.snapshot) if name == self.manifest.snapshot.get("file") else {}
+        if name and (self._changed or not snapshot or not (self.folder / name).exists()):
+            snapshot = {"file": name, "seq": self._applied_seq, "trained_on": self._trained_on,
+                        "ntotal": int(self._index.ntotal), "sha256": self._write_index_file(name)}
         self._changed = False
         built = self._index is not None
-        self.manifest.snapshot = (
-            {"file": name, "seq": self._applied_seq, "trained_on": self._trained_on} if built else {}
-        )
+        self.manifest.snapshot = snapshot if built else {}
         self.manifest.built_kind = self._kind.name if built else ""
         self.manifest.params = self._kind.describe(self._index) if built else {}
         self.manifest.count = self._meta.count()
-        self.manifest.save(self.folder)
+        try:
+            self.manifest.save(self.folder)
+        except OSError as exc:
+            raise _disk_full_or(exc, "the manifest") from None
         for old in [*self.folder.glob("index-*.faiss"), *self.folder.glob(".index-*.tmp")]:
             if old.name != name:  # older snapshots, and temp files of a writer killed mid-save
                 old.unlink(missing_ok=True)
 
-    def _load_snapshot(self) -> None:
-        snap = self.manifest.snapshot
-        path = self.folder / snap["file"] if snap.get("file") else None
-        if path is None:
-            return  # nothing snapshotted yet: built lazily from SQLite
+    def _write_index_file(self, name: str) -> str:
+        """Write the FAISS index to ``name`` atomically; return the file's SHA-256. A failed write
+        (a full disk) leaves no temporary file behind."""
+        tmp = self.folder / f".{name}.tmp"
         try:
-            index = faiss.read_index(str(path))
-        except RuntimeError:
-            print(f"warning: {path}: unreadable snapshot, rebuilding from {META_FILE}", file=sys.stderr)
+            faiss.write_index(self._index, str(tmp))
+            digest = _sha256(tmp)
+            fsync_path(tmp)
+            os.replace(tmp, self.folder / name)
+            fsync_path(self.folder)
+        except (OSError, RuntimeError) as exc:
+            tmp.unlink(missing_ok=True)
+            raise _disk_full_or(exc, f"snapshot {name}") from None
+        return digest
+
+    def _load_snapshot(self, retry_missing: bool = False) -> None:
+        """Load the snapshot the manifest names, or rebuild from SQLite when it is missing,
+        unreadable, damaged (checksum) or lacks rows it should hold."""
+        snap = self.manifest.snapshot
+        if not snap.get("file"):
+            return  # nothing snapshotted yet: built lazily from SQLite
+        path = self.folder / snap["file"]
+        problem = None
+        if not path.is_file():
+            if retry_missing:
+                raise _SnapshotGone
+            problem = "missing snapshot"
+        elif snap.get("sha256") and _sha256(path) != snap["sha256"]:
+            problem = "damaged snapshot (checksum mismatch)"
+        if problem is None:
+            try:
+                index = faiss.read_index(str(path))
+            except RuntimeError:
+                problem = "unreadable snapshot"
+        kind = kind_for(self.manifest.built_kind or self.manifest.kind, 0)
+        if problem is None:
+            missing = self._missing_from(index, kind, int(snap.get("seq", 0)))
+            if missing:
+                problem = f"snapshot lacks {missing} items that {self.manifest.meta_file} holds"
+        if problem is not None:
+            print(f"warning: {path}: {problem}; rebuilding it from {self.manifest.meta_file}", file=sys.stderr)
             self._rebuild_locked()
             return
-        kind = kind_for(self.manifest.built_kind or self.manifest.kind, 0)
         self._swap_in((index, kind, int(snap.get("seq", 0)), int(snap.get("trained_on", 0))))  # replays SQLite
         self._changed = self._applied_seq != int(snap.get("seq", 0))
+
+    def _missing_from(self, index: faiss.Index, kind: IndexKind, seq: int) -> int:
+        """How many live rows with seq <= ``seq`` the index does not hold."""
+        held = kind.ids(index)
+        return int(len(np.setdiff1d(self._meta.seqs_upto(seq), held, assume_unique=True)))
+
+    def verify(self) -> dict:
+        """Compare FAISS with SQLite: rows, entries, live entries, tombstones, rows FAISS lacks.
+        A healthy index has ``missing == 0`` and ``live_entries == rows``."""
+        self._ensure_index()
+        with self._lock.read():
+            rows = self._meta.seqs_upto(1 << 62)
+            held = self._kind.ids(self._index) if self._index is not None else np.empty(0, np.int64)
+            live = np.intersect1d(rows, held)
+        return {"rows": int(len(rows)), "entries": int(len(held)), "live_entries": int(len(live)),
+                "tombstones": int(len(held) - len(live)), "missing": int(len(rows) - len(live))}
 
     # -- helpers --------------------------------------------------------------------------
     def _drop(self, seqs: np.ndarray) -> None:
@@ -335,6 +466,37 @@ class VectorStore:
 
     def _checked(self, vectors: np.ndarray | Iterable) -> np.ndarray:
         return check_vectors(vectors, self.dimension)
+
+    def _check_writable(self) -> None:
+        if self._writer is None:
+            raise StoreError(f"{self.folder}: opened read-only; open it as the writer to change it")
+
+
+class _SnapshotGone(Exception):
+    """The snapshot named by the manifest vanished while a reader opened it (a newer one exists)."""
+
+
+def _open_meta(folder: Path, manifest: Manifest, read_only: bool) -> MetaDB:
+    path = folder / manifest.meta_file
+    if not path.is_file():
+        raise IndexFolderError(f"{path}: missing; the index folder is damaged")
+    return MetaDB(path, manifest.dimension, read_only)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _disk_full_or(exc: Exception, what: str) -> Exception:
+    """A full disk as a DiskFullError naming ``what`` was being written; other errors unchanged."""
+    if getattr(exc, "errno", None) == errno.ENOSPC or "No space left" in str(exc):
+        return DiskFullError(errno.ENOSPC, f"disk full while writing {what}; every acknowledged write is "
+                                           "safe in SQLite and the previous snapshot is kept (free some space)")
+    return exc
 
 
 def check_vectors(vectors: np.ndarray | Iterable, dimension: int) -> np.ndarray:
@@ -381,9 +543,3 @@ def _check_encoder(folder: Path, built: dict, given: dict | None) -> None:
                 f"{folder}: built with encoder {built.get('name')!r} ({key} {built[key]}), "
                 f"opened with {given.get('name')!r} ({key} {given[key]}); use the same model or rebuild"
             )
-
-
-def _remove_index_files(folder: Path) -> None:
-    for pattern in (MANIFEST, f"{META_FILE}*", "index-*.faiss", ".*.tmp"):
-        for path in folder.glob(pattern):
-            shutil.rmtree(path) if path.is_dir() else path.unlink()

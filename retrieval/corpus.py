@@ -4,19 +4,24 @@
 turns records into ``Row(id, text, payload, line)``. Every problem is an ``InputError`` naming the
 file, the line and, where it applies, the column. Columns other than the id and text columns are
 kept as the payload. Ids default to the ``id`` column when there is one, else to the line number
-(the row number for Parquet).
+(the row number for Parquet). Ids, texts and payloads must meet ``validate``'s rules; Parquet
+values that JSON lacks become JSON (timestamps and dates ISO 8601 text, decimals text, NaN null).
 """
 
 from __future__ import annotations
 
 import csv
+import datetime as dt
+import decimal
 import json
+import math
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import InputError
+from .validate import id_problem, payload_problem, surrogate_problem
 
 FORMATS = ("csv", "tsv", "jsonl", "parquet", "text")
 _SUFFIXES = {
@@ -34,6 +39,7 @@ class Row:
     text: str
     payload: dict = field(default_factory=dict)
     line: int = 0
+    numbered: bool = False  #: the id is the line number (the file has no id column)
 
 
 @dataclass
@@ -49,12 +55,14 @@ class Record:
 
 @dataclass(frozen=True)
 class Columns:
-    """Which columns hold the text and the id (None: ``text`` / ``id`` if present), and whether
-    a CSV/TSV file has a header row (without one, columns are named 1, 2, 3, ...)."""
+    """Which columns hold the text and the id (None: ``text`` / ``id`` if present), whether a
+    CSV/TSV file has a header row (without one, columns are named 1, 2, 3, ...), and a prefix for
+    every id."""
 
     text: str | None = None
     id: str | None = None
     header: bool = True
+    id_prefix: str = ""
 
 
 def detect_format(path: Path) -> str:
@@ -82,14 +90,15 @@ def read_corpus(path: str | Path, columns: Columns = Columns(), fmt: str | None 
     path = Path(path)
     fmt = fmt or detect_format(path)
     if fmt == "jsonl":  # objects may differ in keys: the text key is never guessed from a lone key
-        columns = Columns(text=columns.text or "text", id=columns.id, header=columns.header)
+        columns = Columns(text=columns.text or "text", id=columns.id, header=columns.header,
+                          id_prefix=columns.id_prefix)
     chosen: dict[tuple, tuple[str, str | None]] = {}
     for record in read_records(path, columns.header, fmt):
         key = tuple(record.names)
         if key not in chosen:
             chosen[key] = (pick_column(path, record.names_line, columns.text, "text", record.names, True),
                            pick_column(path, record.names_line, columns.id, "id", record.names, False))
-        yield _row(path, record, *chosen[key])
+        yield _row(path, record, *chosen[key], columns.id_prefix)
 
 
 def pick_column(
@@ -120,20 +129,59 @@ def text_value(path: Path, record: Record, column: str) -> str:
         raise InputError(path, record.line, f"column {column!r} is {kind}, not text", where)
     if not value.strip():
         raise InputError(path, record.line, f"empty text in column {column!r}", where)
+    problem = surrogate_problem(value)
+    if problem:
+        raise InputError(path, record.line, f"text in column {column!r} {problem}", where)
     return value
 
 
-def _row(path: Path, record: Record, text_col: str, id_col: str | None) -> Row:
+def _row(path: Path, record: Record, text_col: str, id_col: str | None, id_prefix: str = "") -> Row:
     text = text_value(path, record, text_col)
     if id_col is None:
-        item_id = str(record.line)
+        item_id = f"{id_prefix}{record.line}"
     else:
         value = record.values[id_col]
-        item_id = "" if value is None else str(value)
-        if not item_id.strip():
+        item_id = "" if value is None or not str(value).strip() else f"{id_prefix}{value}"
+        if not item_id:
             raise InputError(path, record.line, f"empty id in column {id_col!r}", record.names.index(id_col) + 1)
-    payload = {k: v for k, v in record.values.items() if k not in (text_col, id_col)}
-    return Row(item_id, text, payload, record.line)
+    problem = id_problem(item_id)
+    if problem:
+        column = record.names.index(id_col) + 1 if id_col in record.names else None
+        raise InputError(path, record.line, f"id {item_id[:60]!r} {problem}", column)
+    payload = {}
+    for name, value in record.values.items():
+        if name not in (text_col, id_col):
+            try:
+                payload[name] = _jsonable(value)
+            except TypeError as exc:
+                column = record.names.index(name) + 1 if name in record.names else None
+                raise InputError(path, record.line, f"column {name!r} {exc}", column) from None
+    problem = payload_problem(payload)
+    if problem:
+        raise InputError(path, record.line, f"the other columns (the payload) {problem}")
+    return Row(item_id, text, payload, record.line, numbered=id_col is None)
+
+
+def _jsonable(value: object) -> object:
+    """A Parquet (or JSON) value as JSON: timestamps, dates and times as ISO 8601 text, durations
+    in seconds, decimals as text (exact), NaN as null; lists and maps inside converted alike."""
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, bytes | bytearray):
+        raise TypeError("holds binary data, which a JSON payload cannot hold")
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        if value and all(isinstance(p, tuple) and len(p) == 2 for p in value):  # a Parquet map
+            return {str(k): _jsonable(v) for k, v in value}
+        return [_jsonable(v) for v in value]
+    return value
 
 
 def _decoded_lines(path: Path) -> Iterator[str]:

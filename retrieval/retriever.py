@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-
-from tqdm import tqdm
 
 from index import VectorStore
 from index.manifest import Manifest
 
 from .encoders import Encoder, load_encoder
-from .errors import TwinError
+from .encoders.transformer import PACKAGED_NAME
+from .errors import ModelError, TwinError
+from .progress import Progress
 from .text import normalize
 from .util import chunked
+from .validate import id_problem, payload_problem, text_problem
 
 #: tau of the packaged all-MiniLM-L6-v2 when nothing else says: the best-accuracy threshold on the
 #: 10,000 QQP dev pairs of the BiMPM split (accuracy 0.7907), `python scripts/calibrate_default.py`.
@@ -71,22 +71,25 @@ class Retriever:
     @classmethod
     def create(
         cls, folder: str | Path, model: str | Path | None = None, kind: str = "auto", force: bool = False,
+        holder: dict | None = None, wait_s: float = 0.0,
     ) -> Retriever:
-        """A new, empty index in ``folder`` for the encoder in ``model`` (default: packaged)."""
+        """A new, empty index in ``folder`` for the encoder in ``model`` (default: packaged),
+        holding the folder's writer lock until closed."""
         encoder = load_encoder(model)
         tau = encoder.tau if encoder.tau is not None else (DEFAULT_TAU if model is None else None)
-        store = VectorStore.create(folder, encoder.dimension, kind, encoder=encoder.info(), tau=tau, force=force)
+        store = VectorStore.create(folder, encoder.dimension, kind, encoder=encoder.info(), tau=tau, force=force,
+                                   holder=holder, wait_s=wait_s)
         return cls(encoder, store)
 
     @classmethod
-    def open(cls, folder: str | Path, model: str | Path | None = None) -> Retriever:
-        """Open an index; the model defaults to the one it was built with."""
+    def open(cls, folder: str | Path, model: str | Path | None = None, read_only: bool = False,
+             holder: dict | None = None, wait_s: float = 0.0) -> Retriever:
+        """Open an index; the model defaults to the one it was built with. A writer (the default)
+        holds the folder's writer lock until closed; ``read_only`` takes none and writes nothing."""
         manifest = Manifest.load(Path(folder))
-        built_with = manifest.encoder.get("path")
-        if model is None and built_with and Path(built_with).is_dir():
-            model = built_with
-        encoder = load_encoder(model)
-        return cls(encoder, VectorStore.open(folder, encoder=encoder.info()))
+        encoder = load_encoder(model if model is not None else built_model(Path(folder), manifest.encoder))
+        store = VectorStore.open(folder, encoder=encoder.info(), read_only=read_only, holder=holder, wait_s=wait_s)
+        return cls(encoder, store)
 
     def save(self) -> None:
         """Write the index snapshot (every write is already durable in SQLite)."""
@@ -119,8 +122,7 @@ class Retriever:
             progress: bool = True) -> int:
         """Encode and upsert items, a chunk at a time; returns how many were written."""
         written = 0
-        with tqdm(total=total, desc="indexing", unit="item", disable=None if progress else True,
-                  file=sys.stderr) as bar:
+        with Progress(total, "indexing", "item", enabled=progress) as bar:
             for chunk in chunked(items, max(batch_size * 16, 256)):
                 self.upsert(chunk, batch_size)
                 written += len(chunk)
@@ -129,16 +131,23 @@ class Retriever:
 
     def upsert(self, items: Sequence[Item], batch_size: int = 64) -> list[str]:
         """Encode and upsert ``items`` as one atomic batch: a search sees all of it or none.
-        Returns the ids written (a repeated id keeps its last item)."""
+        Returns the ids written (a repeated id keeps its last item). Every item must meet the
+        rules of ``validate`` (TwinError naming the item otherwise)."""
         for n, item in enumerate(items, 1):
-            if not item.text or not item.text.strip():
-                raise TwinError(f"item {n} ({item.id!r}) has empty text")
+            for what, problem in (("id", id_problem(item.id)), ("text", text_problem(item.text)),
+                                  ("payload", payload_problem(item.payload))):
+                if problem:
+                    raise TwinError(f"item {n} ({str(item.id)[:60]!r}): {what} {problem}")
         vectors = self.encoder.encode([normalize(item.text) for item in items], batch_size)
         return self.store.add([i.id for i in items], vectors, [i.text for i in items], [i.payload for i in items])
 
     def delete(self, ids: Sequence[str]) -> list[str]:
         """Delete by id; returns the ids that existed."""
         return self.store.delete(list(ids))
+
+    def existing(self, ids: Sequence[str]) -> list[str]:
+        """Those of ``ids`` that are stored."""
+        return self.store.existing(ids)
 
     def get(self, item_id: str) -> Item | None:
         """The stored item, or None."""
@@ -158,8 +167,9 @@ class Retriever:
     def encode_queries(self, texts: Sequence[str], batch_size: int = 64):  # noqa: ANN201 - ndarray
         """Normalised texts encoded in one call (the step worth batching across requests)."""
         for n, text in enumerate(texts, 1):
-            if not isinstance(text, str) or not text.strip():
-                raise TwinError(f"query {n} is empty")
+            problem = text_problem(text)
+            if problem:
+                raise TwinError(f"query {n} {problem}")
         return self.encoder.encode([normalize(t) for t in texts], batch_size)
 
     def match(
@@ -182,6 +192,18 @@ class Retriever:
     def info(self) -> dict:
         """What the index is: count, kinds, encoder, tau, folder."""
         return describe(self.store, self.tau)
+
+
+def built_model(folder: Path, encoder: dict) -> str | None:
+    """The model folder an index was built with (None: the packaged model). A model folder that
+    is gone is an error naming it: another model would give vectors of another space."""
+    path = encoder.get("path")
+    if not path or encoder.get("packaged") or (encoder.get("name") == PACKAGED_NAME and "packaged" not in encoder):
+        return None
+    if not Path(path).is_dir():
+        raise ModelError(f"{folder} was built with the model folder {path}, which is missing; "
+                         "pass --model with that model's folder")
+    return path
 
 
 def describe(store: VectorStore, tau: float | None = None) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -51,4 +52,12 @@ def demo_index_dir(tmp_path_factory, encoder) -> Path:
     with Retriever.create(folder) as retriever:
         retriever.add((Item(r.id, r.text, r.payload) for r in read_corpus(DEMO_CSV)), progress=False)
         retriever.save()
+    return folder
+
+
+@pytest.fixture
+def index_copy(demo_index_dir, tmp_path) -> Path:
+    """A copy of the demo index that a test may change."""
+    folder = tmp_path / "index"
+    shutil.copytree(demo_index_dir, folder)
     return folder

@@ -91,7 +91,7 @@ def test_dedup_writes_csv_and_jsonl(demo_index, tmp_path):
     rows = list(csv.DictReader(out.open()))
     assert [r["id"] for r in rows] == ["n1", "n2"]
     assert rows[0]["match_text"] in {"What country do you come from?", "Where are you from?"}
-    assert rows[0]["duplicate"] == "True" and rows[1]["duplicate"] == "False"
+    assert rows[0]["duplicate"] == "true" and rows[1]["duplicate"] == "false"  # as in JSONL
     assert "dedup: 2 rows, 1 duplicates, 1 new" in result.stderr
     jsonl = tmp_path / "out.jsonl"
     twin("dedup", incoming, "--index", demo_index, "-o", jsonl, "--threshold", "0.1")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -20,6 +19,7 @@ import pytest
 import uvicorn
 
 from retrieval.api import Settings, create_app
+from retrieval.api.server import server_config
 from retrieval.retriever import Retriever
 
 
@@ -34,8 +34,7 @@ def running(folder: Path, **settings):
     """A uvicorn server in a thread, serving ``folder``; yields its base URL."""
     retriever = Retriever.open(folder)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(retriever, Settings(**settings)), host="127.0.0.1",
-                                           port=port, log_level="warning"))
+    server = uvicorn.Server(server_config(create_app(retriever, Settings(**settings)), host="127.0.0.1", port=port))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.time() + 60
@@ -48,13 +47,6 @@ def running(folder: Path, **settings):
         server.should_exit = True
         thread.join(30)
         retriever.close()
-
-
-@pytest.fixture
-def index_copy(demo_index_dir, tmp_path) -> Path:
-    folder = tmp_path / "index"
-    shutil.copytree(demo_index_dir, folder)
-    return folder
 
 
 @pytest.fixture
@@ -117,7 +109,7 @@ def test_limits_answer_413_and_422_with_detail(index_copy):
         big = http.post("/items", json={"items": [{"id": "b", "text": "y" * 6000}]})
         assert big.status_code == 413 and "5000 bytes" in big.json()["detail"]
         blank = http.post("/items", json={"items": [{"id": "c", "text": "   "}]})
-        assert blank.status_code == 422 and "empty" in blank.json()["detail"]
+        assert blank.status_code == 422 and "text is empty" in blank.json()["detail"][0]["msg"]
         assert http.post("/search", json={"texts": ["ok"], "k": 0}).status_code == 422
         bad_json = http.post("/search", content=b"{not json", headers={"content-type": "application/json"})
         assert bad_json.status_code == 422 and "detail" in bad_json.json()

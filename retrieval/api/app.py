@@ -8,8 +8,13 @@ search sees a batch of upserts entirely or not at all. Single-text searches are 
 a copy of the index and diverge on writes.
 
 Durability: a write is answered after its SQLite commit; a background task snapshots FAISS every
-``snapshot_every_s`` seconds when something changed, and at shutdown. After a crash the next start
-replays SQLite past the last snapshot.
+``snapshot_every_s`` seconds when something changed, and at shutdown. A snapshot that fails (a
+full disk) is logged, shown in /stats and retried at the next tick. After a crash the next start
+replays SQLite past the last snapshot. A read-only server holds no writer lock: the same task
+picks up the commits of the folder's writer process instead.
+
+Failures stay with their request: a micro-batch that fails is run again one request at a time,
+so one bad text gets its 4xx and the rest of its batch their answers.
 """
 
 from __future__ import annotations
@@ -17,33 +22,54 @@ from __future__ import annotations
 import asyncio
 import gc
 import hmac
+import logging
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from index import StoreError
+from index.errors import DiskFullError
 
 from ..errors import TwinError
 from ..retriever import Item, QueryResult, Retriever, describe
+from ..validate import TEXT_PATTERN
 from .batcher import MicroBatcher
+from .docs import mount_docs
 from .limits import BodySizeLimit
 from .metrics import Metrics
 from .models import (
     DeleteResponse,
+    ErrorOut,
     ItemOut,
     ItemsRequest,
     ItemsResponse,
     QueryOut,
     SearchRequest,
     SearchResponse,
+    SnapshotOut,
     StatsOut,
     StatusOut,
 )
+
+log = logging.getLogger("twin.serve")
+
+
+def _errors(*codes: int) -> dict:
+    """OpenAPI entries for the 4xx answers a route can give, all shaped ``{"detail": ...}``."""
+    meaning = {400: "The body is not JSON text (e.g. not UTF-8).",
+               401: "Missing or wrong API key.", 403: "The server is read-only.", 404: "No such item.",
+               413: "Too many texts or items, or a body too large.", 422: "A field failed validation.",
+               507: "The disk is full; nothing of the write was kept."}
+    return {code: {"model": ErrorOut, "description": meaning[code]} for code in codes}
 
 
 @dataclass
@@ -70,6 +96,7 @@ def create_app(retriever: Retriever, settings: Settings | None = None) -> FastAP
     """A FastAPI app serving ``retriever``."""
     settings = settings or Settings()
     metrics = Metrics()
+    snapshots = SnapshotState()
     batcher = MicroBatcher(lambda queries: _search_many(retriever, queries), settings.max_batch,
                            settings.max_wait_ms / 1000)
 
@@ -80,19 +107,22 @@ def create_app(retriever: Retriever, settings: Settings | None = None) -> FastAP
         gc.freeze()  # the model's objects stay put: full collections no longer walk them
         if settings.batching:
             await batcher.start()
-        snapshots = asyncio.create_task(_snapshot_loop(retriever, settings.snapshot_every_s))
+        upkeep = asyncio.create_task(_upkeep_loop(retriever, settings.snapshot_every_s, snapshots))
         app.state.ready = True
         try:
             yield
         finally:
             app.state.ready = False
-            snapshots.cancel()
+            upkeep.cancel()
             await batcher.stop()
-            await asyncio.to_thread(retriever.save)
+            if not retriever.store.read_only:
+                await asyncio.to_thread(snapshots.save, retriever)
 
-    app = FastAPI(title="twin", version="0.1.0", lifespan=lifespan,
-                  description="Near-duplicate lookups: a siamese encoder and a FAISS index.")
+    app = FastAPI(title="twin", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  description="Near-duplicate lookups: a siamese encoder and a FAISS index. Every 4xx answer "
+                              "is JSON: `{\"detail\": ...}`.")
     app.state.ready = False
+    mount_docs(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
@@ -101,6 +131,10 @@ def create_app(retriever: Retriever, settings: Settings | None = None) -> FastAP
     metrics.gauges["twin_microbatches"] = ("Micro-batches run since start.", lambda: batcher.batches)
     metrics.gauges["twin_microbatched_searches"] = ("Searches run in micro-batches since start.",
                                                     lambda: batcher.requests)
+    metrics.gauges["twin_snapshot_failures"] = ("Failed snapshot tries since the last success.",
+                                                lambda: snapshots.failures)
+    metrics.gauges["twin_snapshot_last_success_seconds"] = ("Unix time of the last snapshot written (0: none).",
+                                                            lambda: snapshots.saved_at)
 
     @app.middleware("http")
     async def record(request: Request, call_next):  # noqa: ANN001, ANN202
@@ -114,17 +148,49 @@ def create_app(retriever: Retriever, settings: Settings | None = None) -> FastAP
     @app.exception_handler(TwinError)
     @app.exception_handler(StoreError)
     async def unprocessable(_: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, DiskFullError):
+            return JSONResponse(status_code=507, content={"detail": str(exc)})
         return JSONResponse(status_code=422, content={"detail": str(exc)})
 
-    def writer(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
-        """Writes: refused on a read-only server (403), need the API key when one is set (401)."""
+    @app.exception_handler(UnicodeError)
+    async def not_unicode(_: Request, exc: UnicodeError) -> JSONResponse:
+        """A lone surrogate (``\\ud800``) that JSON allows but Unicode text does not."""
+        return JSONResponse(status_code=422, content={"detail": "the body holds a string that is not valid Unicode "
+                                                                "(an unpaired surrogate such as \\ud800)"})
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        """422 naming each failed field; the offending values are not echoed (a NaN or a lone
+        surrogate could not be written as JSON)."""
+        issues = [{"loc": [p if isinstance(p, int) else _printable(str(p)) for p in e.get("loc", ())],
+                   "msg": _printable(str(e.get("msg", ""))), "type": str(e.get("type", ""))}
+                  for e in exc.errors()]
+        return JSONResponse(status_code=422, content={"detail": issues})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """Every HTTP error as JSON; a 405 lists in ``Allow`` every method the path supports
+        (FastAPI keeps one route a method, so its own 405 names only one of them)."""
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(_allowed_methods(request))
+        return JSONResponse(status_code=exc.status_code, content={"detail": exc.detail}, headers=headers)
+
+    def read_only_check() -> None:
+        """Writes are refused on a read-only server (403)."""
         if settings.read_only:
             raise HTTPException(403, "this server is read-only")
-        if settings.api_key:
-            token = credentials.credentials if credentials else ""
-            if not hmac.compare_digest(token.encode(), settings.api_key.encode()):
-                raise HTTPException(401, "missing or wrong API key (Authorization: Bearer KEY)",
-                                    headers={"WWW-Authenticate": "Bearer"})
+
+    def key_check(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+        """Writes need the API key when one is set (401), and a writable server (403)."""
+        read_only_check()
+        token = credentials.credentials if credentials else ""
+        if not hmac.compare_digest(token.encode(), settings.api_key.encode()):
+            raise HTTPException(401, "missing or wrong API key (Authorization: Bearer KEY)",
+                                headers={"WWW-Authenticate": "Bearer"})
+
+    # The OpenAPI document asks for a bearer token only where the server has a key.
+    writer = key_check if settings.api_key else read_only_check
 
     def check_texts(texts: list[str], limit: int, what: str) -> None:
         if len(texts) > limit:
@@ -143,27 +209,29 @@ def create_app(retriever: Retriever, settings: Settings | None = None) -> FastAP
             results = await asyncio.to_thread(retriever.search, texts, k, threshold, duplicates_only)
         return SearchResponse(results=[QueryOut(**r.to_dict()) for r in results])
 
-    @app.post("/search", response_model=SearchResponse, tags=["search"])
+    @app.post("/search", response_model=SearchResponse, tags=["search"], responses=_errors(400, 413, 422))
     async def search_post(body: SearchRequest) -> SearchResponse:
         """Nearest stored items of each text; ``duplicate`` is ``score > tau``."""
         return await search(body.texts, body.k, body.threshold, body.duplicates_only)
 
-    @app.get("/search", response_model=SearchResponse, tags=["search"])
-    async def search_get(q: str = Query(..., min_length=1, description="The query text."),
+    @app.get("/search", response_model=SearchResponse, tags=["search"], responses=_errors(413, 422))
+    async def search_get(q: str = Query(..., min_length=1, description="The query text.",
+                                        json_schema_extra={"pattern": TEXT_PATTERN}),
                          k: int = Query(5, ge=1, le=100, description="Matches."),
                          threshold: float | None = Query(None, ge=-1, le=1, description="Overrides tau.")
                          ) -> SearchResponse:
         """Nearest stored items of one text."""
         return await search([q], k, threshold, False)
 
-    @app.post("/items", response_model=ItemsResponse, tags=["items"], dependencies=[Depends(writer)])
+    @app.post("/items", response_model=ItemsResponse, tags=["items"], dependencies=[Depends(writer)],
+              responses=_errors(400, 401, 403, 413, 422, 507))
     async def upsert(body: ItemsRequest) -> ItemsResponse:
         """Add or replace items; answered once they are durable."""
         check_texts([item.text for item in body.items], settings.max_items, "item")
         items = [Item(i.id, i.text, i.payload) for i in body.items]
         return ItemsResponse(ids=await asyncio.to_thread(retriever.upsert, items))
 
-    @app.get("/items/{item_id:path}", response_model=ItemOut, tags=["items"])
+    @app.get("/items/{item_id:path}", response_model=ItemOut, tags=["items"], responses=_errors(404, 422))
     async def get_item(item_id: str) -> ItemOut:
         """One stored item."""
         item = await asyncio.to_thread(retriever.get, item_id)
@@ -172,7 +240,7 @@ def create_app(retriever: Retriever, settings: Settings | None = None) -> FastAP
         return ItemOut(id=item.id, text=item.text, payload=item.payload)
 
     @app.delete("/items/{item_id:path}", response_model=DeleteResponse, tags=["items"],
-                dependencies=[Depends(writer)])
+                dependencies=[Depends(writer)], responses=_errors(401, 403, 404, 422, 507))
     async def delete_item(item_id: str) -> DeleteResponse:
         """Delete one item; answered once the delete is durable."""
         if not await asyncio.to_thread(retriever.delete, [item_id]):
@@ -197,7 +265,7 @@ def create_app(retriever: Retriever, settings: Settings | None = None) -> FastAP
         facts = describe(retriever.store, retriever.tau)
         return StatsOut(count=facts["count"], kind=facts["kind"], built_kind=facts["built_kind"],
                         dimension=facts["dimension"], model=facts["encoder"], tau=facts["tau"],
-                        read_only=settings.read_only)
+                        read_only=settings.read_only, snapshot=snapshots.describe(retriever))
 
     @app.get("/metrics", response_class=PlainTextResponse, tags=["service"])
     async def prometheus() -> PlainTextResponse:
@@ -232,9 +300,63 @@ def _search_many(retriever: Retriever, queries: list[_Query]) -> list[QueryResul
     return results
 
 
-async def _snapshot_loop(retriever: Retriever, every_s: float) -> None:
-    """Write a FAISS snapshot now and then when writes happened (SQLite already has them)."""
+class SnapshotState:
+    """The last snapshot written and the last failure, for /stats, /metrics and the log."""
+
+    def __init__(self) -> None:
+        self.saved_at = 0.0
+        self.failures = 0
+        self.error: str | None = None
+        self.error_at = 0.0
+
+    def save(self, retriever: Retriever) -> bool:
+        """Write a snapshot; a failure is logged and kept, never raised (the next tick retries)."""
+        try:
+            retriever.save()
+        except Exception as exc:  # noqa: BLE001 - any failure: log it, show it, retry later
+            self.failures += 1
+            self.error, self.error_at = f"{type(exc).__name__}: {exc}", time.time()
+            log.error("snapshot failed (try %d; writes stay durable in SQLite, retrying): %s",
+                      self.failures, self.error)
+            return False
+        if self.failures:
+            log.warning("snapshot written again after %d failed tries", self.failures)
+        self.saved_at, self.failures = time.time(), 0
+        return True
+
+    def describe(self, retriever: Retriever) -> SnapshotOut:
+        """The state as /stats shows it."""
+        return SnapshotOut(last_saved_at=_iso(self.saved_at), last_error=self.error, last_error_at=_iso(self.error_at),
+                           failures=self.failures, pending=retriever.store.dirty and not retriever.store.read_only)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """The methods of every route matching the request's path."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE and getattr(route, "methods", None):
+            methods |= set(route.methods)
+    return sorted(methods)
+
+
+def _iso(timestamp: float) -> str | None:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds") if timestamp else None
+
+
+def _printable(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+async def _upkeep_loop(retriever: Retriever, every_s: float, snapshots: SnapshotState) -> None:
+    """A writer writes a FAISS snapshot now and then when writes happened (SQLite already has
+    them); a reader picks up the writer's commits."""
     while True:
-        await asyncio.sleep(every_s)
-        if retriever.store.dirty:
-            await asyncio.to_thread(retriever.save)
+        await asyncio.sleep(every_s if not retriever.store.read_only else min(every_s, 2.0))
+        if retriever.store.read_only:
+            try:
+                await asyncio.to_thread(retriever.store.refresh)
+            except Exception as exc:  # noqa: BLE001 - keep serving what is loaded
+                log.error("refresh from the index folder failed: %s", exc)
+        elif retriever.store.dirty:
+            await asyncio.to_thread(snapshots.save, retriever)

@@ -15,7 +15,8 @@ class MicroBatcher:
     until ``max_batch``), and runs ``process(batch) -> results`` (one result a request, in order)
     in a thread. Requests that arrive while a batch is being processed are taken by the next one
     at once, so under load batches grow by themselves and a lone request waits no more than
-    ``max_wait_s``.
+    ``max_wait_s``. A batch that fails is run again one request at a time, so an error reaches
+    only the request that caused it.
     """
 
     def __init__(self, process: Callable[[Sequence[Any]], Sequence[Any]], max_batch: int = 64,
@@ -64,11 +65,20 @@ class MicroBatcher:
     async def _run_batch(self, batch: list[tuple[Any, asyncio.Future]]) -> None:
         try:
             results = await asyncio.to_thread(self._process, [request for request, _ in batch])
-        except Exception as exc:  # every waiter gets the error, the worker lives on
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            return
+        except Exception:  # one bad request must not fail the others: run each on its own
+            if len(batch) == 1:
+                results = None
+            else:
+                for one in batch:
+                    await self._run_batch([one])
+                return
+        if results is None:
+            try:
+                results = await asyncio.to_thread(self._process, [batch[0][0]])
+            except Exception as exc:  # its own error, to its own caller; the worker lives on
+                if not batch[0][1].done():
+                    batch[0][1].set_exception(exc)
+                return
         self.batches += 1
         self.requests += len(batch)
         for (_, future), result in zip(batch, results):

@@ -7,6 +7,9 @@ from collections import defaultdict
 from collections.abc import Callable
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+#: Label values are bounded: a method outside these is "other", a route is a declared route's
+#: template or "unmatched", a status a number; no request can add a label value of its own.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class Metrics:
@@ -21,7 +24,9 @@ class Metrics:
         self.gauges: dict[str, tuple[str, Callable[[], float]]] = {}
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        """Record one finished request."""
+        """Record one finished request (``route``: the matched route's template, never a raw path)."""
+        method = method if method in METHODS else "other"
+        status = status if 100 <= status <= 599 else 0
         key = (method, route)
         with self._lock:
             self._requests[(method, route, status)] += 1

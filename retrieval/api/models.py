@@ -1,20 +1,50 @@
-"""Typed request and response bodies of the HTTP service."""
+"""Typed request and response bodies of the HTTP service.
+
+Requests are strict: ``k`` must be a JSON integer (``5`` or ``5.0``, not ``"5"``, not ``true``), ``threshold`` a
+finite number, and ids, texts and payloads meet the rules of ``retrieval.validate`` (one set of
+rules for the CLI and HTTP), so a bad value is a 422 naming its field, never a 500 later."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator
+
+from ..validate import ID_PATTERN, MAX_ID_CHARS, TEXT_PATTERN, id_problem, payload_problem, text_problem
+
+#: A text: at least one character that is not whitespace (the pattern documents what the validator checks).
+Text = Annotated[StrictStr, Field(min_length=1, json_schema_extra={"pattern": TEXT_PATTERN})]
+
+
+def _checked(problem: str | None, value: Any, what: str) -> Any:
+    if problem:
+        raise ValueError(f"{what} {problem}")
+    return value
 
 
 class SearchRequest(BaseModel):
     """Texts to look up; ``threshold`` overrides tau for the verdicts of this request."""
 
     model_config = ConfigDict(extra="forbid")
-    texts: list[str] = Field(..., min_length=1, description="Query texts, each non-empty.")
+    texts: list[Text] = Field(..., min_length=1, description="Query texts, each non-empty.")
     k: int = Field(5, ge=1, le=100, description="Matches per query.")
-    threshold: float | None = Field(None, ge=-1, le=1, description="Duplicate when score > threshold.")
-    duplicates_only: bool = Field(False, description="Return only matches above the threshold.")
+    threshold: float | None = Field(None, ge=-1, le=1, allow_inf_nan=False, strict=True,
+                                    description="Duplicate when score > threshold.")
+    duplicates_only: StrictBool = Field(False, description="Return only matches above the threshold.")
+
+    @field_validator("k", mode="before")
+    @classmethod
+    def _k(cls, value: Any) -> Any:
+        if isinstance(value, bool | str):  # JSON Schema's integer: 5 and 5.0, never "5" or true
+            raise ValueError(f"k must be a JSON integer, not {type(value).__name__}")
+        return value
+
+    @field_validator("texts")
+    @classmethod
+    def _texts(cls, texts: list[str]) -> list[str]:
+        for n, text in enumerate(texts):
+            _checked(text_problem(text), text, f"text {n}")
+        return texts
 
 
 class MatchOut(BaseModel):
@@ -41,12 +71,28 @@ class SearchResponse(BaseModel):
 
 
 class ItemIn(BaseModel):
-    """An item to add or replace."""
+    """An item to add or replace. The id: 1-512 characters, not blank, no control characters."""
 
     model_config = ConfigDict(extra="forbid")
-    id: str = Field(..., min_length=1, max_length=512)
-    text: str = Field(..., min_length=1)
-    payload: dict[str, Any] = Field(default_factory=dict)
+    id: StrictStr = Field(..., min_length=1, max_length=MAX_ID_CHARS, json_schema_extra={"pattern": ID_PATTERN},
+                          description="1-512 characters, not blank, no control characters.")
+    text: Text
+    payload: dict[str, Any] = Field(default_factory=dict, description="Any JSON object, at most 32 levels deep.")
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        return _checked(id_problem(value), value, "id")
+
+    @field_validator("text")
+    @classmethod
+    def _text(cls, value: str) -> str:
+        return _checked(text_problem(value), value, "text")
+
+    @field_validator("payload", mode="before")
+    @classmethod
+    def _payload(cls, value: Any) -> Any:
+        return _checked(payload_problem(value), value, "payload")
 
 
 class ItemsRequest(BaseModel):
@@ -82,6 +128,17 @@ class StatusOut(BaseModel):
     status: str
 
 
+class SnapshotOut(BaseModel):
+    """The FAISS snapshots of a writing server: every write is durable in SQLite at once; a
+    snapshot makes the next start fast. A failed one is logged and retried."""
+
+    last_saved_at: str | None = Field(None, description="When the last snapshot was written (UTC, ISO 8601).")
+    last_error: str | None = Field(None, description="Why the last try failed, if it did.")
+    last_error_at: str | None = None
+    failures: int = Field(0, description="Failed tries since the last success.")
+    pending: bool = Field(False, description="Writes that no snapshot holds yet.")
+
+
 class StatsOut(BaseModel):
     """What the service serves."""
 
@@ -92,3 +149,18 @@ class StatsOut(BaseModel):
     model: dict[str, Any]
     tau: float
     read_only: bool
+    snapshot: SnapshotOut
+
+
+class ValidationIssue(BaseModel):
+    """One field that failed validation."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorOut(BaseModel):
+    """Every 4xx answer: what went wrong (a sentence, or the fields that failed validation)."""
+
+    detail: str | list[ValidationIssue]

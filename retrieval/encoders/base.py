@@ -42,8 +42,13 @@ class Encoder(ABC):
 
     def info(self) -> dict:
         """What the index manifest records about the encoder."""
-        return {"name": self.name, "path": str(self.path) if self.path else None,
-                "dimension": self.dimension, "fingerprint": self.fingerprint()}
+        return {"name": self.name, "path": str(self.path.resolve()) if self.path else None,
+                "packaged": self.packaged, "dimension": self.dimension, "fingerprint": self.fingerprint()}
+
+    @property
+    def packaged(self) -> bool:
+        """True for the model shipped with twin (found again wherever twin is installed)."""
+        return False
 
 
 _FINGERPRINTS: dict[tuple, str] = {}

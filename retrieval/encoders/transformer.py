@@ -13,6 +13,12 @@ from ..errors import ModelError
 from .base import Encoder
 
 PACKAGED_NAME = "all-MiniLM-L6-v2"
+#: Inputs are padded to a bounded set of shapes: token counts to a multiple of SEQ_BUCKET, batches
+#: to a multiple of BATCH_BUCKET rows. Every new (rows, tokens) shape makes the CPU kernels cache
+#: plans and buffers for it: with shapes left free, a server's RSS grew 535 -> 2,037 MiB over 3 min
+#: of varied batches in bf16 and kept rising; bucketed, it levels off (BENCHMARKS.md, "Memory").
+SEQ_BUCKET = 16
+BATCH_BUCKET = 8
 _LOADED: dict[tuple, tuple] = {}  # (folder, fingerprint, device) -> (model, its lock)
 _LOADING = threading.Lock()
 
@@ -65,6 +71,7 @@ class TransformerEncoder(Encoder):
         if not is_sentence_transformers_folder(self.path):
             raise ModelError(f"{self.path}: not a sentence-transformers model folder (no modules.json)")
         self.name = PACKAGED_NAME if path is None else self.path.name
+        self._packaged = path is None
         self.device = device
         self.precision = choose_precision(device)
         self._model = None
@@ -85,18 +92,25 @@ class TransformerEncoder(Encoder):
     def dimension(self) -> int:
         return int(self.model.get_embedding_dimension())
 
+    @property
+    def packaged(self) -> bool:
+        return self._packaged
+
     def encode(self, items: Sequence[str], batch_size: int = 64) -> np.ndarray:
         model = self.model
         if not len(items):
             return np.empty((0, self.dimension), dtype=np.float32)
         import torch
 
+        texts = list(items)
+        texts += texts[-1:] * (-len(texts) % BATCH_BUCKET)  # padding rows, dropped below
+        batch_size = max(BATCH_BUCKET, batch_size - batch_size % BATCH_BUCKET)
         with self._lock, torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
             vectors = model.encode(
-                list(items), batch_size=batch_size, normalize_embeddings=True,
+                texts, batch_size=batch_size, normalize_embeddings=True,
                 convert_to_numpy=True, show_progress_bar=False,
             )
-        return np.ascontiguousarray(vectors, dtype=np.float32)
+        return np.ascontiguousarray(vectors[: len(items)], dtype=np.float32)
 
 
 def _load(path: Path, device: str):  # noqa: ANN202
@@ -109,6 +123,11 @@ def _load(path: Path, device: str):  # noqa: ANN202
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
     try:
-        return SentenceTransformer(str(path), device=device, local_files_only=True)
+        model = SentenceTransformer(str(path), device=device, local_files_only=True)
     except (OSError, ValueError) as exc:
         raise ModelError(f"{path}: cannot load the model ({exc})") from None
+    first = model[0]
+    if isinstance(getattr(first, "processing_kwargs", None), dict):  # token counts to a few buckets
+        text = {**first.processing_kwargs.get("text", {}), "pad_to_multiple_of": SEQ_BUCKET}
+        first.processing_kwargs = {**first.processing_kwargs, "text": text}
+    return model

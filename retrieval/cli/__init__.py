@@ -1,0 +1,18 @@
+"""The `twin` command line: a thin layer over Retriever. Results go to stdout, progress and
+summaries to stderr; every error is one line and a non-zero exit.
+
+One module a family of commands: ``index_commands`` (build, add, query, dedup, delete, info),
+``model_commands`` (train, calibrate, eval, eval-retrieval), ``serve``."""
+
+from __future__ import annotations
+
+from . import index_commands, model_commands, serve  # noqa: F401 - registers the commands
+from .group import cli
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="twin")
+
+
+__all__ = ["cli", "main"]

@@ -1,0 +1,5 @@
+"""`python -m retrieval.cli` runs the `twin` command line."""
+
+from . import main
+
+main()

@@ -1,0 +1,244 @@
+"""Commands over an index folder: build, add, query, dedup, delete, info.
+
+Writers (build, add, delete) hold the folder's writer lock while they run; readers (query,
+dedup, info) take none and see the index as it was committed when they opened it."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import click
+
+from index import KIND_NAMES, VectorStore
+from index.folder import holder_info, staged_build
+from index.kinds import AUTO_APPROXIMATE_FROM
+
+from ..errors import TwinError
+from ..util import chunked
+from .group import cli
+from .options import checked_rows, corpus_options, index_option, items, model_option, say, wait_option
+
+
+@cli.command()
+@click.argument("corpus", type=click.Path(path_type=Path))
+@index_option
+@model_option
+@corpus_options
+@click.option("--index-type", type=click.Choice(KIND_NAMES), default="auto", show_default=True,
+              help=f"FAISS index kind: auto is exact (flat) below {AUTO_APPROXIMATE_FROM:,} items, "
+                   "then ivf-sq8; hnsw and ivf-pq on request.")
+@click.option("--force", is_flag=True, help="Replace an existing index in the folder (its own files only).")
+@wait_option
+def build(corpus: Path, index_dir: Path, model: Path | None, text_column: str | None, id_column: str | None,
+          id_prefix: str, no_header: bool, fmt: str | None, batch_size: int, index_type: str, force: bool,
+          wait_s: float) -> None:
+    """Build an index from CORPUS (CSV, TSV, JSONL, Parquet or plain text).
+
+    The whole file is checked first; the index is built in a staging folder inside INDEX and
+    installed when complete, so a failure or a kill leaves any previous index untouched."""
+    from ..retriever import Retriever
+
+    total, _, source = checked_rows(corpus, text_column, id_column, id_prefix, no_header, fmt)
+    with staged_build(index_dir, force, holder_info(), wait_s) as staging:
+        with Retriever.create(staging, model, index_type) as retriever:
+            retriever.add(items(source), batch_size, total=total)
+            retriever.save()
+            summary = (f"built {index_dir}: {len(retriever)} items from {total} rows of {corpus} "
+                       f"({retriever.store.built_kind}, tau {retriever.tau:.4f})")
+    say(summary)
+
+
+@cli.command()
+@click.argument("corpus", type=click.Path(path_type=Path))
+@index_option
+@model_option
+@corpus_options
+@wait_option
+def add(corpus: Path, index_dir: Path, model: Path | None, text_column: str | None, id_column: str | None,
+        id_prefix: str, no_header: bool, fmt: str | None, batch_size: int, wait_s: float) -> None:
+    """Add or replace (same id) the items of CORPUS in an existing index; no retraining.
+
+    A file without an id column numbers its items by line; when those numbers are already ids of
+    the index, nothing is added (it would replace them): name an id column or give --id-prefix."""
+    from ..retriever import Retriever
+
+    total, numbered, source = checked_rows(corpus, text_column, id_column, id_prefix, no_header, fmt)
+    with Retriever.open(index_dir, model, holder=holder_info(), wait_s=wait_s) as retriever:
+        if numbered:
+            _refuse_numbered_clashes(corpus, index_dir, retriever, checked_rows(
+                corpus, text_column, id_column, id_prefix, no_header, fmt)[2])
+        before = len(retriever)
+        written = retriever.add(items(source), batch_size, total=total)
+        retriever.save()
+        say(f"added {written} rows to {index_dir}: {len(retriever) - before} new, {len(retriever)} items in all")
+
+
+def _refuse_numbered_clashes(corpus: Path, index_dir: Path, retriever, source: Iterator) -> None:  # noqa: ANN001
+    clashes: list[str] = []
+    for chunk in chunked((r.id for r in source if r.numbered), 10_000):
+        clashes += retriever.existing(chunk)
+    if clashes:
+        shown = ", ".join(clashes[:3]) + (", ..." if len(clashes) > 3 else "")
+        raise TwinError(f"{corpus}: no id column, so its items are numbered by line, and {len(clashes)} of those "
+                        f"ids ({shown}) are already in {index_dir}: adding would replace them. Name an id column "
+                        "(--id-column) or number these apart (--id-prefix PREFIX); nothing was added")
+
+
+@cli.command()
+@click.argument("texts", nargs=-1)
+@index_option
+@model_option
+@click.option("-k", "k", type=click.IntRange(1, 10_000), default=5, show_default=True, help="Matches per query.")
+@click.option("--threshold", type=click.FloatRange(-1, 1), default=None,
+              help="Duplicate when cosine > this (default: the index's calibrated tau).")
+@click.option("--duplicates-only", is_flag=True, help="Show only matches above the threshold.")
+@click.option("--nprobe", type=click.IntRange(1), default=None, help="IVF lists to visit (ivf kinds).")
+@click.option("--ef-search", type=click.IntRange(1), default=None, help="HNSW search breadth (hnsw kind).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object a query, one a line.")
+def query(texts: tuple[str, ...], index_dir: Path, model: Path | None, k: int, threshold: float | None,
+          duplicates_only: bool, nprobe: int | None, ef_search: int | None, as_json: bool) -> None:
+    """Find the nearest stored items of each TEXT (none given: one query a line from stdin,
+    each answered as soon as it is read)."""
+    from ..retriever import Retriever
+
+    batches = _query_batches(texts)
+    first = next(batches, None)
+    if first is None:
+        raise TwinError("no query: give TEXT arguments or lines on stdin")
+    with Retriever.open(index_dir, model, read_only=True) as retriever:
+        tau = retriever.tau if threshold is None else threshold
+        for batch in itertools.chain([first], batches):
+            for result in retriever.search(batch, k, threshold, duplicates_only, nprobe=nprobe, ef_search=ef_search):
+                click.echo(json.dumps(result.to_dict(), ensure_ascii=False) if as_json else _format(result, tau))
+            sys.stdout.flush()
+
+
+def _query_batches(texts: tuple[str, ...]) -> Iterator[list[str]]:
+    """The arguments in batches of 256; else each stdin line as it comes (for use in a pipe)."""
+    if texts:
+        yield from chunked(texts, 256)
+        return
+    for line in iter(sys.stdin.readline, ""):
+        if line.strip():
+            yield [line.rstrip("\n")]
+
+
+def _format(result, tau: float) -> str:  # noqa: ANN001 - QueryResult
+    lines = [f"? {result.query}"]
+    for m in result.matches:
+        mark = "DUPLICATE" if m.duplicate else "         "
+        lines.append(f"  {m.score:.4f} {mark} [{m.id}] {m.text}")
+    if not result.matches:
+        lines.append(f"  (no match above tau {tau:.4f})")
+    return "\n".join(lines)
+
+
+OUTPUT_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson")
+
+
+@cli.command()
+@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
+@index_option
+@model_option
+@corpus_options
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write results to OUT.csv, OUT.tsv or OUT.jsonl (default: CSV on stdout).")
+@click.option("--threshold", type=click.FloatRange(-1, 1), default=None,
+              help="Duplicate when cosine > this (default: the index's calibrated tau).")
+@click.option("--exclude-self", is_flag=True, help="Skip a match whose id is the row's own id "
+              "(for checking a corpus against its own index).")
+def dedup(input_path: Path, index_dir: Path, model: Path | None, text_column: str | None, id_column: str | None,
+          id_prefix: str, no_header: bool, fmt: str | None, batch_size: int, output: Path | None,
+          threshold: float | None, exclude_self: bool) -> None:
+    """For each row of INPUT: its best match in the index, the score and the verdict."""
+    from ..retriever import Retriever
+
+    if output is not None and output.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise TwinError(f"{output}: unknown output suffix {output.suffix or '(none)'!r}; "
+                        f"use one of {', '.join(OUTPUT_SUFFIXES)}")
+    fields = ["id", "text", "match_id", "match_text", "score", "duplicate"]
+    _, _, source = checked_rows(input_path, text_column, id_column, id_prefix, no_header, fmt)
+    total = duplicates = 0
+    with Retriever.open(index_dir, model, read_only=True) as retriever, _Writer(output, fields) as write:
+        for chunk in chunked(source, 256):
+            results = retriever.search([r.text for r in chunk], 2 if exclude_self else 1, threshold,
+                                       batch_size=batch_size)
+            for row, result in zip(chunk, results):
+                best = next((m for m in result.matches if not (exclude_self and m.id == row.id)), None)
+                total += 1
+                duplicates += bool(best and best.duplicate)
+                write({"id": row.id, "text": row.text, "match_id": best.id if best else "",
+                       "match_text": best.text if best else "", "score": round(best.score, 6) if best else "",
+                       "duplicate": bool(best and best.duplicate)})
+        tau = retriever.tau if threshold is None else threshold
+    say(f"dedup: {total} rows, {duplicates} duplicates, {total - duplicates} new (cosine > {tau:.4f})"
+        + (f"; written to {output}" if output else ""))
+
+
+class _Writer:
+    """Writes dicts as CSV/TSV (file or stdout) or JSONL, by the output's suffix. Booleans are
+    spelled ``true``/``false`` in every format."""
+
+    def __init__(self, path: Path | None, fields: list[str]) -> None:
+        self.path, self.fields = path, fields
+
+    def __enter__(self) -> Callable[[dict], None]:
+        self.file = open(self.path, "w", newline="", encoding="utf-8") if self.path else sys.stdout
+        if self.path and self.path.suffix.lower() in (".jsonl", ".ndjson"):
+            return lambda row: self.file.write(json.dumps(row, ensure_ascii=False) + "\n")
+        tsv = self.path is not None and self.path.suffix.lower() == ".tsv"
+        writer = csv.DictWriter(self.file, self.fields, delimiter="\t" if tsv else ",")
+        writer.writeheader()
+        return lambda row: writer.writerow({k: json.dumps(v) if isinstance(v, bool) else v for k, v in row.items()})
+
+    def __exit__(self, *_: object) -> None:
+        if self.path:
+            self.file.close()
+
+
+@cli.command()
+@click.argument("ids", nargs=-1, required=True)
+@index_option
+@wait_option
+def delete(ids: tuple[str, ...], index_dir: Path, wait_s: float) -> None:
+    """Delete items by ID; exits 1 if some id was not in the index."""
+    with VectorStore.open(index_dir, holder=holder_info(), wait_s=wait_s) as store:
+        found = store.delete(list(ids))
+        store.save()
+        missing = [i for i in dict.fromkeys(ids) if i not in set(found)]
+        say(f"deleted {len(found)} items from {index_dir}; {len(store)} remain")
+    if missing:
+        raise TwinError(f"not in the index: {', '.join(missing)}")
+
+
+@cli.command()
+@index_option
+@click.option("--check", is_flag=True, help="Also compare FAISS with SQLite entry by entry (reads every id).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def info(index_dir: Path, check: bool, as_json: bool) -> None:
+    """Describe an index: size, kind, encoder, tau (read-only: works while a writer runs)."""
+    from ..retriever import describe
+
+    with VectorStore.open(index_dir, read_only=True) as store:
+        facts = describe(store)
+        if check:
+            facts["check"] = store.verify()
+    if as_json:
+        click.echo(json.dumps(facts))
+        return
+    encoder = facts["encoder"]
+    click.echo(f"index      {facts['folder']}\nitems      {facts['count']}\n"
+               f"kind       {facts['kind']} (built as {facts['built_kind']}) {facts['params'] or ''}\n"
+               f"dimension  {facts['dimension']}\nencoder    {encoder.get('name')} "
+               f"(fingerprint {encoder.get('fingerprint')})\ntau        {facts['tau']:.4f}\n"
+               f"on disk    {facts['bytes_on_disk'] / 1e6:.1f} MB")
+    if check:
+        c = facts["check"]
+        verdict = "ok" if not c["missing"] and c["live_entries"] == c["rows"] else "DAMAGED"
+        click.echo(f"check      {verdict}: {c['rows']} rows, {c['entries']} FAISS entries "
+                   f"({c['tombstones']} tombstones), {c['missing']} rows missing from FAISS")

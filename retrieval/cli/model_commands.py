@@ -1,0 +1,190 @@
+"""Commands over models: train, calibrate, eval, eval-retrieval."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+from ..errors import TwinError
+from .group import cli
+from .options import say
+
+
+def pair_options(f: Callable) -> Callable:
+    options = [
+        click.option("--first-column", default="question1", show_default=True, help="Column of the first text."),
+        click.option("--second-column", default="question2", show_default=True, help="Column of the second text."),
+        click.option("--label-column", default="is_duplicate", show_default=True,
+                     help="Column of the 0/1 label (1 = duplicate)."),
+        click.option("--no-header", is_flag=True, help="CSV/TSV without a header row: columns are named 1, 2, 3, "
+                     "... (a BiMPM-style 'label TAB q1 TAB q2 TAB id' file is recognised by itself)."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _pairs(path: Path, first: str, second: str, label: str, no_header: bool):  # noqa: ANN202 - Labelled
+    from ..pairs import PairColumns, read_labelled
+
+    if no_header and (first, second, label) == ("question1", "question2", "is_duplicate"):
+        first, second, label = "2", "3", "1"
+    return read_labelled(path, PairColumns(first, second, label, header=not no_header))
+
+
+def _model_encoder(model: Path | None):  # noqa: ANN202 - Encoder
+    from ..encoders import load_encoder
+
+    return load_encoder(model)
+
+
+@cli.command()
+@click.argument("pairs_path", metavar="PAIRS", type=click.Path(path_type=Path))
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Model folder to write.")
+@click.option("--encoder", "encoder_kind", type=click.Choice(["transformer", "lstm"]), default="transformer",
+              show_default=True, help="Fine-tune the packaged MiniLM, or train a siamese BiLSTM from scratch.")
+@click.option("--model", "base", type=click.Path(path_type=Path), default=None,
+              help="transformer: the sentence-transformers folder to start from (default: packaged MiniLM).")
+@click.option("--epochs", type=click.IntRange(1), default=1, show_default=True, help="Passes over the pairs.")
+@click.option("--batch-size", type=click.IntRange(2), default=32, show_default=True, help="Duplicate pairs a batch.")
+@click.option("--margin", type=click.FloatRange(0, 2), default=0.3, show_default=True,
+              help="Triplet margin alpha (chosen on QQP dev among 0.1/0.3/0.5; see BENCHMARKS.md).")
+@click.option("--lr", type=click.FloatRange(0, min_open=True), default=None,
+              help="Learning rate (default: 2e-5 transformer, 2e-3 LSTM).")
+@click.option("--max-seq-length", type=click.IntRange(4, 512), default=64, show_default=True, help="Tokens a text.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same data: same model.")
+@click.option("--dev", type=click.Path(path_type=Path), default=None,
+              help="Labelled dev pairs: early stopping, leakage filter and calibration of tau.")
+@click.option("--exclude", type=click.Path(path_type=Path), multiple=True,
+              help="Another evaluation file whose questions must not be trained on (repeatable).")
+@click.option("--objective", default="accuracy", show_default=True, help="tau objective: accuracy, f1, precision@R.")
+@click.option("--topic-batches/--random-batches", default=False, show_default=True,
+              help="Fill each batch with neighbouring anchors (hard in-batch negatives, but unlabelled "
+                   "duplicates too: 0.774 vs 0.787 QQP dev accuracy), or at random.")
+@click.option("--near-miss-rows/--no-near-miss-rows", default=False, show_default=True,
+              help="Also train on each labelled non-duplicate as anchor = positive (dropout view) vs its partner.")
+@click.option("--near-miss-pairs", type=click.IntRange(0), default=32, show_default=True,
+              help="Labelled non-duplicate pairs sampled into each batch for the quadruplet term (0: off).")
+@pair_options
+@click.option("--force", is_flag=True, help="Replace an existing model folder.")
+def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epochs: int, batch_size: int,
+          margin: float, lr: float | None, max_seq_length: int, seed: int, dev: Path | None, exclude: tuple[Path, ...],
+          objective: str, topic_batches: bool, near_miss_rows: bool, near_miss_pairs: int, first_column: str,
+          second_column: str, label_column: str, no_header: bool, force: bool) -> None:
+    """Train a siamese encoder with triplet loss on PAIRS (or triplets) and save it to --out."""
+    from ..calibrate import calibrate_model, save_calibration
+    from ..pairs import drop_leaks, leakage_key
+    from ..training.batches import TripletBatches
+    from ..training.trainer import LSTMTrainable, TrainConfig, TransformerTrainable
+    from ..training.trainer import train as run
+
+    if out.exists() and any(out.iterdir()) and not force:
+        raise TwinError(f"{out}: exists and is not empty (use --force to replace it)")
+    data = _pairs(pairs_path, first_column, second_column, label_column, no_header)
+    dev_data = _pairs(dev, first_column, second_column, label_column, no_header) if dev else None
+    held_out = set(dev_data.texts()) if dev_data else set()
+    for path in exclude:
+        held_out |= _pairs(path, first_column, second_column, label_column, no_header).texts()
+    pairs, dropped = drop_leaks(data.pairs, held_out)
+    keys = {leakage_key(t) for t in held_out}
+    triplets = [t for t in data.triplets if not any(leakage_key(x) in keys for x in t)]
+    dropped += len(data.triplets) - len(triplets)
+    say(f"train: {len(pairs) + len(triplets)} rows of {pairs_path} kept, {dropped} dropped for sharing a "
+         f"question with the evaluation files")
+    try:
+        batches = TripletBatches(pairs, triplets, batch_size, seed, near_miss_rows, near_miss_pairs)
+    except ValueError as exc:
+        raise TwinError(f"{pairs_path}: {exc}") from None
+    config = TrainConfig(encoder_kind, epochs, batch_size, margin, lr, max_seq_length, seed,
+                         topic_batches=topic_batches)
+    if encoder_kind == "transformer":
+        trainable = TransformerTrainable(base, max_seq_length)
+    else:
+        trainable = LSTMTrainable([t for p in pairs for t in (p.a, p.b)] + [x for t in triplets for x in t],
+                                  max_seq_length, seed)
+    if out.exists() and force:
+        shutil.rmtree(out)
+    summary = run(trainable, batches, config, out, dev_data.pairs if dev_data else None)
+    say(f"trained {encoder_kind} on {summary['pairs']} duplicate pairs in {summary['seconds']} s -> {out}")
+    if dev_data:
+        calibration = calibrate_model(_model_encoder(out), dev_data.pairs, objective)
+        save_calibration(out, calibration, str(dev))
+        m = calibration["metrics"]
+        say(f"calibrated on {dev}: tau {calibration['tau']:.4f}, accuracy {m['accuracy']:.4f}, F1 {m['f1']:.4f}")
+
+
+@cli.command()
+@click.argument("pairs_path", metavar="PAIRS", type=click.Path(path_type=Path))
+@click.option("--model", type=click.Path(path_type=Path), required=True,
+              help="Model folder to calibrate; tau is saved in it (the packaged model's folder is read-only "
+                   "and its tau is built in).")
+@click.option("--objective", default="accuracy", show_default=True,
+              help="Maximise accuracy, f1, or precision@R (best precision with recall >= R, e.g. precision@0.9).")
+@pair_options
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def calibrate(pairs_path: Path, model: Path, objective: str, first_column: str, second_column: str,
+              label_column: str, no_header: bool, as_json: bool) -> None:
+    """Choose tau on labelled PAIRS and save it in the model folder."""
+    from ..calibrate import calibrate_model, save_calibration
+
+    data = _pairs(pairs_path, first_column, second_column, label_column, no_header)
+    result = calibrate_model(_model_encoder(model), data.pairs, objective)
+    save_calibration(model, result, str(pairs_path))
+    if as_json:
+        click.echo(json.dumps(result))
+    else:
+        say(f"tau {result['tau']:.4f} ({objective} {result['objective_value']:.4f}) saved in {model}")
+
+
+@cli.command(name="eval")
+@click.argument("pairs_path", metavar="PAIRS", type=click.Path(path_type=Path))
+@click.option("--model", type=click.Path(path_type=Path), default=None, help="Model folder (default: packaged MiniLM).")
+@click.option("--threshold", type=click.FloatRange(-1, 1), default=None, help="tau (default: the model's).")
+@pair_options
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write score histograms and the precision-recall curve to this PNG.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def evaluate(pairs_path: Path, model: Path | None, threshold: float | None, first_column: str, second_column: str,
+             label_column: str, no_header: bool, plot: Path | None, as_json: bool) -> None:
+    """Pair metrics of a model on labelled PAIRS at its tau."""
+    import numpy as np
+
+    from .. import evaluate as ev
+    from ..retriever import DEFAULT_TAU
+
+    data = _pairs(pairs_path, first_column, second_column, label_column, no_header)
+    encoder = _model_encoder(model)
+    tau = threshold if threshold is not None else (encoder.tau if encoder.tau is not None else DEFAULT_TAU)
+    scores = ev.pair_scores(encoder, data.pairs)
+    labels = np.array([p.label for p in data.pairs])
+    metrics = ev.pair_metrics(scores, labels, tau)
+    if plot:
+        ev.plot(scores, labels, tau, plot, title=f"{encoder.name} on {pairs_path.name}")
+    if as_json:
+        click.echo(json.dumps(metrics))
+        return
+    for key, value in metrics.items():
+        click.echo(f"{key:18} {value:.4f}" if isinstance(value, float) else f"{key:18} {value}")
+
+
+@cli.command(name="eval-retrieval")
+@click.argument("pairs_path", metavar="PAIRS", type=click.Path(path_type=Path))
+@click.option("--model", type=click.Path(path_type=Path), default=None, help="Model folder (default: packaged MiniLM).")
+@pair_options
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def eval_retrieval(pairs_path: Path, model: Path | None, first_column: str, second_column: str, label_column: str,
+                   no_header: bool, as_json: bool) -> None:
+    """One-shot retrieval: index every question of PAIRS, find each one's duplicates."""
+    from ..evaluate import retrieval_metrics
+
+    data = _pairs(pairs_path, first_column, second_column, label_column, no_header)
+    metrics = retrieval_metrics(_model_encoder(model), data.pairs)
+    if as_json:
+        click.echo(json.dumps(metrics))
+        return
+    for key, value in metrics.items():
+        click.echo(f"{key:12} {value:.4f}" if isinstance(value, float) else f"{key:12} {value}")

@@ -1,0 +1,77 @@
+"""Options and helpers shared by the `twin` commands."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import click
+
+from ..corpus import FORMATS, Columns, Row, read_corpus
+from ..errors import TwinError
+
+
+def index_option(f: Callable) -> Callable:
+    return click.option("--index", "index_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+                        help="Index folder.")(f)
+
+
+def model_option(f: Callable) -> Callable:
+    return click.option("--model", type=click.Path(path_type=Path), default=None,
+                        help="sentence-transformers or twin LSTM model folder (default: the one the index was "
+                             "built with; for a new index, the packaged all-MiniLM-L6-v2).")(f)
+
+
+def wait_option(f: Callable) -> Callable:
+    return click.option("--wait", "wait_s", type=click.FloatRange(0), default=0.0, show_default=True,
+                        help="Seconds to wait for another process writing the index to finish "
+                             "(one writer at a time; 0: fail at once, naming it).")(f)
+
+
+def corpus_options(f: Callable) -> Callable:
+    options = [
+        click.option("--text-column", default=None,
+                     help="Column holding the text (default: 'text', or the only column)."),
+        click.option("--id-column", default=None,
+                     help="Column holding the id (default: 'id' if present, else the line number)."),
+        click.option("--id-prefix", default="", help="Put this before every id (e.g. 'b-': line 7 becomes b-7)."),
+        click.option("--no-header", is_flag=True, help="CSV/TSV without a header row: columns are named 1, 2, 3, ..."),
+        click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
+                     help="Input format (default: from the suffix; unknown suffixes are plain text, one item a line)."),
+        click.option("--batch-size", type=click.IntRange(1, 4096), default=64, show_default=True,
+                     help="Texts encoded per model call."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def rows(path: Path, text_column: str | None, id_column: str | None, id_prefix: str, no_header: bool,
+         fmt: str | None) -> Iterator[Row]:
+    """The rows of a corpus file, as the corpus options describe it."""
+    return read_corpus(path, Columns(text=text_column, id=id_column, header=not no_header, id_prefix=id_prefix), fmt)
+
+
+def checked_rows(path: Path, *args: object) -> tuple[int, bool, Iterator[Row]]:
+    """Read the whole file once to find any bad row before anything is written; then (count,
+    whether ids are line numbers, the rows again)."""
+    total = 0
+    numbered = False
+    for row in rows(path, *args):
+        total += 1
+        numbered = numbered or row.numbered
+    if not total:
+        raise TwinError(f"{path}: no items in the file")
+    return total, numbered, rows(path, *args)
+
+
+def items(source: Iterator[Row]) -> Iterator:
+    """Corpus rows as Retriever items."""
+    from ..retriever import Item
+
+    return (Item(r.id, r.text, r.payload) for r in source)
+
+
+def say(message: str) -> None:
+    """A summary or notice on stderr (stdout is for results)."""
+    click.echo(message, err=True)

@@ -1,0 +1,87 @@
+"""`twin serve`: the HTTP service over one index."""
+
+from __future__ import annotations
+
+import errno
+import socket
+from pathlib import Path
+
+import click
+
+from index.folder import holder_info
+
+from ..errors import TwinError
+from .group import cli
+from .options import index_option, model_option, say, wait_option
+
+
+@cli.command()
+@index_option
+@model_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback unless told).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
+              help="Port to listen on (0: any free port, printed at start).")
+@click.option("--api-key", envvar="TWIN_API_KEY", default=None,
+              help="Writes need 'Authorization: Bearer KEY' (also from env TWIN_API_KEY).")
+@click.option("--read-only", is_flag=True, help="Refuse every write with 403, hold no writer lock (so a writer "
+              "process may run beside it), and pick up that writer's commits every few seconds.")
+@click.option("--no-batching", is_flag=True, help="Encode each search on its own (no micro-batching).")
+@click.option("--max-wait-ms", type=click.FloatRange(0, 1000), default=2.0, show_default=True,
+              help="How long a search may wait for others to share its encoder call.")
+@click.option("--cors-origin", "cors_origins", multiple=True,
+              help="Allow this browser origin (repeatable; none by default).")
+@click.option("--snapshot-every", type=click.FloatRange(1), default=30.0, show_default=True,
+              help="Seconds between FAISS snapshots when writes happened (writes are durable at once).")
+@wait_option
+def serve(index_dir: Path, model: Path | None, host: str, port: int, api_key: str | None, read_only: bool,
+          no_batching: bool, max_wait_ms: float, cors_origins: tuple[str, ...], snapshot_every: float,
+          wait_s: float) -> None:
+    """Serve nearest-match lookups, upserts and deletes over HTTP (OpenAPI at /docs).
+
+    The server is the index's one writer while it runs: other processes read it (query, info,
+    dedup) but write through the server (POST /items, DELETE /items/ID)."""
+    import faiss
+    import uvicorn
+
+    from ..api import Settings, create_app
+    from ..api.server import server_config
+    from ..retriever import Retriever
+
+    sock = _bind(host, port)
+    url = f"http://{host if ':' not in host else f'[{host}]'}:{sock.getsockname()[1]}"
+    faiss.omp_set_num_threads(1)  # many request threads, one query each: one OpenMP thread is faster
+    try:
+        retriever = Retriever.open(index_dir, model, read_only=read_only, holder=holder_info(url=url), wait_s=wait_s)
+    except BaseException:
+        sock.close()
+        raise
+    settings = Settings(api_key=api_key or None, read_only=read_only, batching=not no_batching,
+                        max_wait_ms=max_wait_ms, cors_origins=list(cors_origins), snapshot_every_s=snapshot_every)
+    config = server_config(create_app(retriever, settings))
+    say(f"serving {index_dir} ({len(retriever)} items{', read-only' if read_only else ''}) on {url} "
+        "(docs at /docs)")
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        retriever.close()
+        sock.close()
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port, or one line saying why there is none."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    except socket.gaierror as exc:
+        raise TwinError(f"cannot serve on {host}: {exc.strerror}") from None
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise TwinError(f"port {port} on {host} is taken (another server?); choose another with --port") from None
+        raise TwinError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.set_inheritable(True)
+    return sock
