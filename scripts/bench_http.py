@@ -16,7 +16,6 @@ import asyncio
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,15 +24,9 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from serving import ROOT, start_server
 
-ROOT = Path(__file__).resolve().parents[1]
 QUERIES = [line.strip() for line in (ROOT / "retrieval/demo/queries.txt").read_text().splitlines() if line.strip()]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def summary(name: str, latencies: list[float], seconds: float, errors: int = 0) -> dict:
@@ -68,23 +61,8 @@ async def drive(base: str, concurrency: int, duration: float) -> tuple[list[floa
 
 
 def serve_and_measure(index: Path, batching: bool, concurrency: int, duration: float) -> dict:
-    port = free_port()
-    command = [sys.executable, "-m", "retrieval.cli", "serve", "--index", str(index), "--port", str(port)]
-    if not batching:
-        command.append("--no-batching")
-    server = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
+    server, base = start_server(index, *([] if batching else ["--no-batching"]))
     try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                if httpx.get(f"{base}/ready").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.time() > deadline:
-                raise SystemExit("server did not become ready")
-            time.sleep(0.2)
         asyncio.run(drive(base, concurrency, 2.0))  # warm up
         latencies, errors, seconds = asyncio.run(drive(base, concurrency, duration))
         result = summary(f"twin serve, micro-batching {'on' if batching else 'off'}", latencies, seconds, errors)

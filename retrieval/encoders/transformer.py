@@ -14,11 +14,18 @@ from .base import Encoder
 
 PACKAGED_NAME = "all-MiniLM-L6-v2"
 #: Inputs are padded to a bounded set of shapes: token counts to a multiple of SEQ_BUCKET, batches
-#: to a multiple of BATCH_BUCKET rows. Every new (rows, tokens) shape makes the CPU kernels cache
+#: to a power of two up to BATCH_BUCKET rows and to a multiple of it above (a lone query stays one
+#: row). Every new (rows, tokens) shape makes the CPU kernels cache
 #: plans and buffers for it: with shapes left free, a server's RSS grew 535 -> 2,037 MiB over 3 min
 #: of varied batches in bf16 and kept rising; bucketed, it levels off (BENCHMARKS.md, "Memory").
+#: ``TWIN_SHAPE_BUCKETS=0`` turns them off (for `scripts/soak.py --compare`).
 SEQ_BUCKET = 16
 BATCH_BUCKET = 8
+
+
+def shape_buckets() -> bool:
+    """True unless ``TWIN_SHAPE_BUCKETS=0``."""
+    return os.environ.get("TWIN_SHAPE_BUCKETS", "1") != "0"
 _LOADED: dict[tuple, tuple] = {}  # (folder, fingerprint, device) -> (model, its lock)
 _LOADING = threading.Lock()
 
@@ -103,14 +110,22 @@ class TransformerEncoder(Encoder):
         import torch
 
         texts = list(items)
-        texts += texts[-1:] * (-len(texts) % BATCH_BUCKET)  # padding rows, dropped below
-        batch_size = max(BATCH_BUCKET, batch_size - batch_size % BATCH_BUCKET)
+        if shape_buckets():
+            texts += texts[-1:] * (padded_rows(len(texts)) - len(texts))  # padding rows, dropped below
+            batch_size = max(BATCH_BUCKET, batch_size - batch_size % BATCH_BUCKET)
         with self._lock, torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
             vectors = model.encode(
                 texts, batch_size=batch_size, normalize_embeddings=True,
                 convert_to_numpy=True, show_progress_bar=False,
             )
         return np.ascontiguousarray(vectors[: len(items)], dtype=np.float32)
+
+
+def padded_rows(n: int) -> int:
+    """The batch size ``n`` rows are padded to: 1, 2, 4, 8, then multiples of BATCH_BUCKET."""
+    if n <= BATCH_BUCKET:
+        return 1 << max(0, n - 1).bit_length()
+    return -(-n // BATCH_BUCKET) * BATCH_BUCKET
 
 
 def _load(path: Path, device: str):  # noqa: ANN202
@@ -127,7 +142,7 @@ def _load(path: Path, device: str):  # noqa: ANN202
     except (OSError, ValueError) as exc:
         raise ModelError(f"{path}: cannot load the model ({exc})") from None
     first = model[0]
-    if isinstance(getattr(first, "processing_kwargs", None), dict):  # token counts to a few buckets
+    if shape_buckets() and isinstance(getattr(first, "processing_kwargs", None), dict):  # token counts bucketed
         text = {**first.processing_kwargs.get("text", {}), "pad_to_multiple_of": SEQ_BUCKET}
         first.processing_kwargs = {**first.processing_kwargs, "text": text}
     return model
