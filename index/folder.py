@@ -71,8 +71,9 @@ class WriterLock:
                     os.close(fd)
                     raise IndexBusyError(self.folder, holder) from None
                 time.sleep(0.05)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(self.holder).encode(), 0)
+        with contextlib.suppress(OSError):  # who holds it is a courtesy: a full disk must not stop the writer
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(self.holder).encode(), 0)
         self._fd = fd
         return self
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import shutil
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -104,7 +105,7 @@ class MetaDB:
         try:
             yield
         except sqlite3.OperationalError as exc:
-            if _disk_full(exc):
+            if _disk_full(exc, self.path):
                 raise DiskFullError(errno.ENOSPC, f"disk full while {doing} {self.path}; this write was not "
                                     "kept and the index is as it was before it (free some space and retry)") from None
             raise
@@ -274,8 +275,18 @@ class _Transaction:
                 self.db.execute("ROLLBACK")
 
 
-def _disk_full(exc: sqlite3.Error) -> bool:
-    return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in str(exc)
+def _disk_full(exc: sqlite3.Error, path: Path) -> bool:
+    """SQLITE_FULL, or an I/O error on a disk with no room left (SQLite reports a failed write to
+    its WAL or shared-memory file as an I/O error, not as SQLITE_FULL)."""
+    code = getattr(exc, "sqlite_errorcode", 0) or 0
+    if code == sqlite3.SQLITE_FULL or "disk is full" in str(exc):
+        return True
+    if code & 0xFF == sqlite3.SQLITE_IOERR or "disk I/O error" in str(exc):
+        try:
+            return shutil.disk_usage(path.parent).free < (1 << 20)
+        except OSError:
+            return False
+    return False
 
 
 def _chunks(items: list, size: int = CHUNK) -> Iterator[list]:

@@ -1,8 +1,10 @@
 """Progress for long work: a tqdm bar on a terminal; elsewhere (a log, a pipe) one plain line
-every few seconds, and nothing at all for work that ends sooner."""
+every few seconds (``TWIN_PROGRESS_SECONDS``, default 5), and nothing at all for work that ends
+sooner."""
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import TextIO
@@ -14,8 +16,9 @@ class Progress:
     """Counts work done out of ``total`` (None: unknown) and shows it on ``file`` (stderr)."""
 
     def __init__(self, total: int | None, desc: str, unit: str, enabled: bool = True,
-                 every_s: float = 5.0, file: TextIO | None = None) -> None:
-        self.total, self.desc, self.unit, self.every_s = total, desc, unit, every_s
+                 every_s: float | None = None, file: TextIO | None = None) -> None:
+        self.total, self.desc, self.unit = total, desc, unit
+        self.every_s = every_s if every_s is not None else float(os.environ.get("TWIN_PROGRESS_SECONDS", "5"))
         self.file = file or sys.stderr
         self.enabled, self.done = enabled, 0
         self._bar = None

@@ -25,6 +25,8 @@ class TwinGroup(click.Group):
             raise click.exceptions.Exit(0) from None
         except (TwinError, StoreError, ValueError) as exc:
             raise click.ClickException(str(exc)) from None
+        except sqlite3.OperationalError as exc:
+            raise click.ClickException(f"the index's SQLite file could not be used: {exc}") from None
         except sqlite3.DatabaseError as exc:
             raise click.ClickException(f"the index is damaged or unreadable ({exc}); rebuild it with "
                                        "`twin build --force` from its corpus") from None

@@ -1,0 +1,165 @@
+"""A writer killed with SIGKILL again and again, in adds, replacements, deletes, snapshots and
+rebuilds aside; after every kill the index opens whole and holds exactly what was acknowledged.
+
+Two runs: ``auto`` crossing 30,000 items (so its flat index is rebuilt aside as ivf-sq8) and
+``hnsw`` taking enough replacements and deletes to pass 1,000 tombstones (a compaction rebuild).
+The encoder is a siamese LSTM saved untrained: real encoding of real texts, fast enough for 50
+restarts. ``TWIN_CRASH_ROUNDS`` sets the kills per run (default 50)."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from retrieval.encoders import LSTMEncoder
+from retrieval.retriever import Retriever
+
+from .conftest import ROOT
+from .crash_worker import WORDS, text_of
+
+ROUNDS = int(os.environ.get("TWIN_CRASH_ROUNDS", "50"))
+TARGETS = ["add", "replace", "delete", "save", "rebuild", "any"]
+
+
+class Expected:
+    """What the acknowledged writes say the index holds; ids an unacknowledged write touched are
+    uncertain (either outcome is right) until a later acknowledged write settles them."""
+
+    def __init__(self) -> None:
+        self.present: dict[str, int] = {}
+        self.deleted: set[str] = set()
+        self.uncertain: set[str] = set()
+
+    def apply(self, op: str, version: int, ids: list[str], acked: bool) -> None:
+        if not acked:
+            self.uncertain |= set(ids)
+            for i in ids:
+                self.present.pop(i, None)
+            return
+        for i in ids:
+            self.uncertain.discard(i)
+            if op == "delete":
+                self.present.pop(i, None)
+                self.deleted.add(i)
+            else:
+                self.present[i] = version
+
+
+def parse(line: str) -> tuple[str, str, int, list[str]]:
+    """('begin'|'ack', op, version, ids) of a worker line."""
+    stage, op, *rest = line.split(" ", 2)
+    version, ids = 0, []
+    if op == "replace":
+        version_text, payload = rest[0].split(" ", 1)
+        version, ids = int(version_text), json.loads(payload)
+    elif op in ("add", "delete"):
+        ids = json.loads(rest[0])
+    return stage, op, version, ids
+
+
+def run_round(folder: Path, model: Path, kind: str, round_: int, expected: Expected, target_items: int,
+              tmp: Path, seen: dict[str, int]) -> None:
+    """Start the worker, kill it at a chosen kind of moment, fold its output into ``expected``."""
+    state = tmp / "state.json"
+    state.write_text(json.dumps({"present": expected.present, "target_items": target_items}))
+    proc = subprocess.Popen([sys.executable, "-m", "tests.crash_worker", str(folder), str(model), kind, str(round_),
+                             str(state)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x.rstrip("\n")) for x in proc.stdout] + [lines.put(None)],
+                     daemon=True).start()
+    rng = random.Random(round_ * 7 + len(kind))
+    target = TARGETS[round_ % len(TARGETS)]
+    deadline = time.monotonic() + 20
+    in_flight: tuple[str, str, int, list[str]] | None = None  # (what, op, version, ids)
+
+    def fold(line: str) -> tuple[str, str, int, list[str]] | None:
+        stage, op, version, ids = parse(line)
+        if stage == "ack":
+            expected.apply(op, version, ids, acked=True)
+            if op == "save":
+                seen[f"saved as {line.split()[-1]}"] = seen.get(f"saved as {line.split()[-1]}", 0) + 1
+            return None
+        return ("rebuild" if op == "save" and line.endswith("rebuild") else op), op, version, ids
+
+    while True:
+        try:
+            line = lines.get(timeout=max(0.01, deadline - time.monotonic()))
+        except queue.Empty:
+            line = ""
+        if line is None:
+            raise AssertionError(f"round {round_}: the worker died by itself")
+        if line.startswith(("begin", "ack")):
+            in_flight = fold(line)
+            if in_flight and (target in (in_flight[0], "any") or time.monotonic() > deadline):
+                time.sleep(rng.uniform(0, 1.5 if in_flight[0] == "rebuild" else 0.25))
+                break
+        elif time.monotonic() > deadline:
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    while (line := lines.get()) is not None:  # lines printed before the kill landed
+        if line.startswith(("begin", "ack")):
+            in_flight = fold(line)
+    what = "nothing"
+    if in_flight is not None:
+        what, op, version, ids = in_flight
+        expected.apply(op, version, ids, acked=False)
+    seen[what] = seen.get(what, 0) + 1
+
+
+def check(folder: Path, model: Path, expected: Expected, sample: int, rng: random.Random) -> None:
+    """The index opens; FAISS holds every SQLite row; acknowledged items are there with their
+    text and found by it at rank 1; acknowledged deletes stay deleted."""
+    with Retriever.open(folder, model, read_only=True) as retriever:
+        health = retriever.store.verify()
+        assert health["missing"] == 0 and health["live_entries"] == health["rows"] == len(retriever), health
+        present = list(expected.present)
+        assert sorted(retriever.existing(present)) == sorted(present)
+        assert retriever.existing(sorted(expected.deleted - expected.uncertain)) == []
+        picked = present if sample >= len(present) else rng.sample(present, sample)
+        for item_id in picked[:300]:
+            assert retriever.get(item_id).text == text_of(item_id, expected.present[item_id]), item_id
+        texts = [text_of(i, expected.present[i]) for i in picked]
+        results = retriever.search(texts, k=1, nprobe=64, ef_search=512, batch_size=512)
+        wrong = [(i, r.matches[0].id if r.matches else None) for i, r in zip(picked, results)
+                 if not r.matches or r.matches[0].id != i]
+        assert not wrong, f"{len(wrong)} acknowledged items not at rank 1 for their own text, e.g. {wrong[:3]}"
+
+
+@pytest.mark.parametrize("kind, start_items, target_items", [("auto", 0, 33_000), ("hnsw", 3_000, 5_000)])
+def test_sigkill_loop_keeps_every_acknowledged_write(tmp_path, kind, start_items, target_items):
+    model = tmp_path / "lstm"
+    LSTMEncoder(["<pad>", "<unk>", *WORDS], {"embed_dim": 32, "hidden": 64, "out_dim": 64}).save(model)
+    folder = tmp_path / "ix"
+    expected = Expected()
+    seen: dict[str, int] = {}
+    rng = random.Random(0)
+    if start_items:
+        with Retriever.create(folder, model, kind) as retriever:
+            from retrieval.retriever import Item
+
+            ids = [f"seed-{i}" for i in range(start_items)]
+            retriever.upsert([Item(i, text_of(i, 0)) for i in ids], batch_size=512)
+            retriever.save()
+            expected.present.update(dict.fromkeys(ids, 0))
+    for round_ in range(ROUNDS):
+        run_round(folder, model, kind, round_, expected, target_items, tmp_path, seen)
+        check(folder, model, expected, sample=200, rng=rng)
+    with Retriever.open(folder, model) as retriever:  # the next writer finishes what the kills left
+        retriever.save()
+        built = retriever.store.built_kind
+    check(folder, model, expected, sample=len(expected.present), rng=rng)
+    if kind == "auto" and ROUNDS >= 20:
+        assert len(expected.present) >= 30_000 and built == "ivf-sq8", (built, seen)
+    assert {"add", "replace", "delete", "save"} <= set(seen), seen  # killed in each kind of write
+    assert seen.get("rebuild", 0) >= 1 or ROUNDS < len(TARGETS), seen
