@@ -292,7 +292,10 @@ class VectorStore:
 
     def refresh(self) -> int:
         """A reader catches up with the writer: rows committed since it loaded are added to its
-        FAISS index (deleted ones were already filtered). Returns how many were added."""
+        FAISS index (deleted ones were already filtered); an index replaced by a new build is
+        loaded anew. Returns how many rows were added."""
+        if Manifest.load(self.folder).meta_file != self.manifest.meta_file:
+            return self._reload()
         added = 0
         with self._save_lock:
             if self._index is None:
@@ -307,6 +310,16 @@ class VectorStore:
                     self._applied_seq = int(seqs[-1])
                 self._stale = max(0, int(self._index.ntotal) - self._meta.count())
         return added
+
+    def _reload(self) -> int:
+        """Load the folder's new index in place of this reader's (a build replaced it)."""
+        fresh = VectorStore._open_reader(self.folder, self.manifest.encoder)
+        with self._save_lock, self._lock.write():
+            old = self._meta
+            self.manifest, self._meta, self._index, self._kind = fresh.manifest, fresh._meta, fresh._index, fresh._kind
+            self._applied_seq, self._stale, self._trained_on = fresh._applied_seq, fresh._stale, fresh._trained_on
+        old.close()
+        return len(self)
 
     def rebuild(self, kind: str | None = None) -> None:
         """Rebuild the FAISS index from SQLite, as ``kind`` (default: the manifest's kind)."""

@@ -155,3 +155,67 @@ def test_a_build_killed_midway_leaves_the_old_index(tmp_path):
     assert json.loads(twin("info", "--index", folder, "--json").stdout)["count"] == 258
     assert twin("add", DEMO_CSV, "--index", folder).exit_code == 0  # the next writer clears the staging folder
     assert not list(folder.glob(".building-*")) and os.listdir(folder)
+
+
+def serve(folder: Path, *options: str) -> tuple[subprocess.Popen, str]:
+    """`twin serve` in a child process on a free port, once ready."""
+    import httpx
+
+    from .test_http import free_port
+
+    port = free_port()
+    proc = subprocess.Popen([*TWIN, "serve", "--index", str(folder), "--port", str(port), *options],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/ready").status_code == 200:
+                return proc, base
+        except httpx.TransportError:
+            time.sleep(0.2)
+    proc.kill()
+    raise AssertionError("server did not become ready")
+
+
+def test_a_served_index_sends_writers_to_the_server_and_readers_see_its_writes(index_copy, tmp_path):
+    import httpx
+
+    server, base = serve(index_copy)
+    try:
+        extra = corpus(tmp_path / "extra.csv", "x", 2)
+        one_line_error(twin("add", extra, "--index", index_copy), "POST /items", base, f"pid {server.pid}")
+        item = {"items": [{"id": "via-http", "text": "How do I water a bonsai tree in winter?"}]}
+        assert httpx.post(f"{base}/items", json=item).status_code == 200
+        query = twin("query", "--index", index_copy, "--json", "-k", "1", "How do I water a bonsai tree in winter?")
+        assert query.exit_code == 0 and json.loads(query.stdout)["matches"][0]["id"] == "via-http"
+    finally:
+        server.terminate()
+        server.wait(60)
+
+
+def test_a_read_only_server_runs_beside_the_writer_and_follows_it(index_copy, tmp_path):
+    import httpx
+
+    server, base = serve(index_copy, "--read-only")
+    try:
+        extra = corpus(tmp_path / "extra.csv", "ro", 5)
+        assert twin("add", extra, "--index", index_copy).exit_code == 0  # the read-only server holds no lock
+        text = "Question 3 of batch ro: how do ro systems handle case 3?"
+        deadline = time.monotonic() + 30
+        while True:
+            top = httpx.get(f"{base}/search", params={"q": text, "k": 1}).json()["results"][0]["matches"][0]
+            if top["id"] == "ro-3":
+                break
+            assert time.monotonic() < deadline, top
+            time.sleep(0.5)
+        small = tmp_path / "small.csv"
+        small.write_text("id,text\nnew-1,How do I tune a guitar by ear?\n")
+        assert twin("build", small, "--index", index_copy, "--force").exit_code == 0  # a new index: reloaded
+        while httpx.get(f"{base}/stats").json()["count"] != 1:
+            assert time.monotonic() < deadline + 30
+            time.sleep(0.5)
+        assert httpx.post(f"{base}/items", json={"items": [{"id": "a", "text": "b"}]}).status_code == 403
+    finally:
+        server.terminate()
+        server.wait(60)
