@@ -391,7 +391,6 @@ class VectorStore:
         if name and (self._changed or not snapshot or not (self.folder / name).exists()):
             snapshot = {"file": name, "seq": self._applied_seq, "trained_on": self._trained_on,
                         "ntotal": int(self._index.ntotal), "sha256": self._write_index_file(name)}
-        self._changed = False
         built = self._index is not None
         self.manifest.snapshot = snapshot if built else {}
         self.manifest.built_kind = self._kind.name if built else ""
@@ -401,6 +400,7 @@ class VectorStore:
             self.manifest.save(self.folder)
         except OSError as exc:
             raise _disk_full_or(exc, "the manifest") from None
+        self._changed = False  # only now: a failed manifest write is retried by the next save
         for old in [*self.folder.glob("index-*.faiss"), *self.folder.glob(".index-*.tmp")]:
             if old.name != name:  # older snapshots, and temp files of a writer killed mid-save
                 old.unlink(missing_ok=True)
