@@ -70,10 +70,12 @@ def serve(index_dir: Path, model: Path | None, host: str, port: int, api_key: st
 def _bind(host: str, port: int) -> socket.socket:
     """A listening socket on host:port, or one line saying why there is none."""
     try:
-        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        family, kind, proto = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)[0][:3]
     except socket.gaierror as exc:
         raise TwinError(f"cannot serve on {host}: {exc.strerror}") from None
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto must say TCP: asyncio turns Nagle off (TCP_NODELAY) only on sockets that do, and with
+    # Nagle on every small answer waits ~40 ms for the client's delayed ACK.
+    sock = socket.socket(family, kind, proto)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
