@@ -99,3 +99,31 @@ def test_the_encoder_sees_a_bounded_set_of_input_shapes(encoder):
         hook.remove()
     assert all(tokens % 16 == 0 for _, tokens in shapes), shapes
     assert len({rows for rows, _ in shapes}) <= 12 and len(shapes) <= 40, sorted(shapes)
+
+
+def test_the_serve_socket_gets_nagle_turned_off():
+    """asyncio sets TCP_NODELAY only on sockets whose protocol says TCP; without it every small
+    answer of `twin serve` waited ~40 ms for the client's delayed ACK."""
+    import asyncio
+
+    from retrieval.cli.serve import _bind
+
+    async def accept_one() -> int:
+        sock = _bind("127.0.0.1", 0)
+        accepted: asyncio.Future = asyncio.get_running_loop().create_future()
+
+        class Probe(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.Transport) -> None:
+                raw = transport.get_extra_info("socket")
+                accepted.set_result(raw.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+                transport.close()
+
+        server = await asyncio.get_running_loop().create_server(Probe, sock=sock)
+        _, writer = await asyncio.open_connection(*sock.getsockname()[:2])
+        try:
+            return await asyncio.wait_for(accepted, 10)
+        finally:
+            writer.close()
+            server.close()
+
+    assert asyncio.run(accept_one()) != 0
