@@ -100,6 +100,7 @@ def write_atomic(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` so that a crash leaves either the old or the new file."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o644)  # mkstemp makes it 0600: readers running as other users must read it
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
