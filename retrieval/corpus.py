@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import InputError
-from .validate import id_problem, payload_problem, surrogate_problem
+from .validate import id_problem, payload_problem, text_problem
 
 FORMATS = ("csv", "tsv", "jsonl", "parquet", "text")
 _SUFFIXES = {
@@ -127,9 +127,9 @@ def text_value(path: Path, record: Record, column: str) -> str:
     if not isinstance(value, str):
         kind = "missing" if value is None else type(value).__name__
         raise InputError(path, record.line, f"column {column!r} is {kind}, not text", where)
-    if not value.strip():
+    problem = text_problem(value)
+    if problem == "is empty":
         raise InputError(path, record.line, f"empty text in column {column!r}", where)
-    problem = surrogate_problem(value)
     if problem:
         raise InputError(path, record.line, f"text in column {column!r} {problem}", where)
     return value

@@ -19,9 +19,13 @@ MAX_PAYLOAD_DEPTH = 32
 MAX_PAYLOAD_CHARS = 100_000
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
+#: Whitespace spelled out: what Python's str.isspace() and ECMAScript's \s call whitespace (they
+#: differ: U+0085 and U+001C-U+001F for Python, U+FEFF for ECMAScript). Written as an explicit
+#: class, the OpenAPI patterns below mean the same to Python and to JSON Schema tools.
+_SPACE = r"\t\n\v\f\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
 #: The same rules as JSON Schema patterns, for the OpenAPI document (and clients generated from it).
-TEXT_PATTERN = r"\S"
-ID_PATTERN = r"^(?=.*\S)[^\x00-\x1f\x7f-\x9f\u2028\u2029]+$"
+TEXT_PATTERN = f"[^{_SPACE}]"
+ID_PATTERN = f"^(?=.*{TEXT_PATTERN})[^\\x00-\\x1f\\x7f-\\x9f\\u2028\\u2029]+$"
 
 
 def surrogate_problem(text: str) -> str | None:
