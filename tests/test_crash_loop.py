@@ -29,6 +29,9 @@ from .crash_worker import WORDS, text_of
 
 ROUNDS = int(os.environ.get("TWIN_CRASH_ROUNDS", "50"))
 TARGETS = ["add", "replace", "delete", "save", "rebuild", "any"]
+#: How long after an operation begins the kill may come, seconds: within the time each one takes
+#: here, so that the kill lands inside it (a delete commits in a few ms, a rebuild takes seconds).
+KILL_WITHIN = {"add": 0.25, "replace": 0.03, "delete": 0.002, "save": 0.03, "rebuild": 1.5}
 
 
 class Expected:
@@ -103,7 +106,7 @@ def run_round(folder: Path, model: Path, kind: str, round_: int, expected: Expec
         if line.startswith(("begin", "ack")):
             in_flight = fold(line)
             if in_flight and (target in (in_flight[0], "any") or time.monotonic() > deadline):
-                time.sleep(rng.uniform(0, 1.5 if in_flight[0] == "rebuild" else 0.25))
+                time.sleep(rng.uniform(0, KILL_WITHIN[in_flight[0]]))
                 break
         elif time.monotonic() > deadline:
             break
@@ -132,7 +135,10 @@ def check(folder: Path, model: Path, expected: Expected, sample: int, rng: rando
         for item_id in picked[:300]:
             assert retriever.get(item_id).text == text_of(item_id, expected.present[item_id]), item_id
         texts = [text_of(i, expected.present[i]) for i in picked]
-        results = retriever.search(texts, k=1, nprobe=64, ef_search=512, batch_size=512)
+        # nprobe: the query is the stored vector, so its own list is the first probed; ef_search past
+        # the item count makes the graph search all but exhaustive in this dense cloud (an untrained
+        # LSTM puts texts at cosine 0.86 on average), so a miss here means a lost entry, not HNSW.
+        results = retriever.search(texts, k=1, nprobe=64, ef_search=8192, batch_size=512)
         wrong = [(i, r.matches[0].id if r.matches else None) for i, r in zip(picked, results)
                  if not r.matches or r.matches[0].id != i]
         assert not wrong, f"{len(wrong)} acknowledged items not at rank 1 for their own text, e.g. {wrong[:3]}"
