@@ -85,8 +85,12 @@ def run_round(folder: Path, model: Path, kind: str, round_: int, expected: Expec
     deadline = time.monotonic() + 20
     in_flight: tuple[str, str, int, list[str]] | None = None  # (what, op, version, ids)
 
-    def fold(line: str) -> tuple[str, str, int, list[str]] | None:
-        stage, op, version, ids = parse(line)
+    def fold(line: str, current: tuple | None) -> tuple[str, str, int, list[str]] | None:
+        try:
+            stage, op, version, ids = parse(line)
+        except (ValueError, IndexError):  # a line cut by the kill: a "begin" means the write had not
+            return current  # started; an "ack" leaves the write in flight, unknown either way
+
         if stage == "ack":
             expected.apply(op, version, ids, acked=True)
             if op == "save":
@@ -104,7 +108,7 @@ def run_round(folder: Path, model: Path, kind: str, round_: int, expected: Expec
         if line.startswith("ready"):
             seen["most items"] = max(seen.get("most items", 0), int(line.split()[1]))
         if line.startswith(("begin", "ack")):
-            in_flight = fold(line)
+            in_flight = fold(line, in_flight)
             if in_flight and (target in (in_flight[0], "any") or time.monotonic() > deadline):
                 time.sleep(rng.uniform(0, KILL_WITHIN[in_flight[0]]))
                 break
@@ -114,7 +118,7 @@ def run_round(folder: Path, model: Path, kind: str, round_: int, expected: Expec
     proc.wait()
     while (line := lines.get()) is not None:  # lines printed before the kill landed
         if line.startswith(("begin", "ack")):
-            in_flight = fold(line)
+            in_flight = fold(line, in_flight)
     what = "nothing"
     if in_flight is not None:
         what, op, version, ids = in_flight
