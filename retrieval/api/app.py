@@ -41,7 +41,7 @@ from index.errors import DiskFullError
 
 from ..errors import TwinError
 from ..retriever import Item, QueryResult, Retriever, describe
-from ..validate import TEXT_PATTERN
+from ..validate import TEXT_PATTERN, text_problem
 from .batcher import MicroBatcher
 from .docs import mount_docs
 from .limits import BodySizeLimit
@@ -196,8 +196,9 @@ def create_app(retriever: Retriever, settings: Settings | None = None) -> FastAP
         if len(texts) > limit:
             raise HTTPException(413, f"{len(texts)} {what} in one request; the limit is {limit}")
         for n, text in enumerate(texts):
-            if not text.strip():
-                raise HTTPException(422, f"{what} {n} is empty")
+            problem = text_problem(text)  # the one rule, as the request models and the CLI apply it
+            if problem:
+                raise HTTPException(422, f"{what} {n} {problem}")
             if len(text) > settings.max_chars:
                 raise HTTPException(422, f"{what} {n} has {len(text)} characters; the limit is {settings.max_chars}")
 
