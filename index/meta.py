@@ -158,6 +158,12 @@ class MetaDB:
                     out[row[0]] = self._record(row, with_vectors)
         return out
 
+    def by_ids(self, ids: Sequence[str]) -> dict[str, Record]:
+        """The records (with vectors) of those of ``ids`` that are stored, by id."""
+        with self._lock:
+            rows = self._rows_by_id(ids, "seq, id, text, payload, vector")
+        return {row[1]: self._record(row, True) for row in rows}
+
     def existing(self, ids: Sequence[str]) -> list[str]:
         """Those of ``ids`` that have a row."""
         with self._lock:

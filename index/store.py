@@ -237,6 +237,10 @@ class VectorStore:
         """The stored item (id, text, payload, normalised vector), or None."""
         return self._meta.get(str(item_id))
 
+    def records_of(self, ids: Sequence[str]) -> dict[str, Record]:
+        """The stored items (with vectors) of those of ``ids`` that exist, by id."""
+        return self._meta.by_ids([str(i) for i in ids])
+
     # -- search ---------------------------------------------------------------------------
     def search(
         self, vectors: np.ndarray, k: int = 10, threshold: float | None = None,

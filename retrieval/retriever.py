@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from index import VectorStore
 from index.manifest import Manifest
 
+from .admission import ON_DUPLICATE, Admitted, Outcome, admit
 from .encoders import Encoder, load_encoder
 from .encoders.transformer import PACKAGED_NAME
 from .errors import ModelError, TwinError
@@ -66,6 +68,7 @@ class Retriever:
 
     def __init__(self, encoder: Encoder, store: VectorStore) -> None:
         self.encoder, self.store = encoder, store
+        self._writing = threading.Lock()  # a dedup look-up and the write it decides are one step
 
     # -- lifecycle ------------------------------------------------------------------------
     @classmethod
@@ -119,13 +122,18 @@ class Retriever:
 
     # -- writes ---------------------------------------------------------------------------
     def add(self, items: Iterable[Item], batch_size: int = 64, total: int | None = None,
-            progress: bool = True) -> int:
-        """Encode and upsert items, a chunk at a time; returns how many were written."""
+            progress: bool = True, on_duplicate: str = "add",
+            report: Callable[[Outcome], None] | None = None) -> int:
+        """Encode and store items, a chunk at a time (``on_duplicate``: see ``insert``); returns
+        how many were stored. ``report`` receives each item's outcome."""
         written = 0
+        admitted = Admitted(self.encoder.dimension) if on_duplicate == "report" else None
         with Progress(total, "indexing", "item", enabled=progress) as bar:
             for chunk in chunked(items, max(batch_size * 16, 256)):
-                self.upsert(chunk, batch_size)
-                written += len(chunk)
+                outcomes = self.insert(chunk, on_duplicate, batch_size, admitted)
+                written += sum(o.stored for o in outcomes)
+                for outcome in outcomes if report else ():
+                    report(outcome)
                 bar.update(len(chunk))
         return written
 
@@ -133,13 +141,49 @@ class Retriever:
         """Encode and upsert ``items`` as one atomic batch: a search sees all of it or none.
         Returns the ids written (a repeated id keeps its last item). Every item must meet the
         rules of ``validate`` (TwinError naming the item otherwise)."""
-        for n, item in enumerate(items, 1):
-            for what, problem in (("id", id_problem(item.id)), ("text", text_problem(item.text)),
-                                  ("payload", payload_problem(item.payload))):
-                if problem:
-                    raise TwinError(f"item {n} ({str(item.id)[:60]!r}): {what} {problem}")
+        return list(dict.fromkeys(o.id for o in self.insert(items, "add", batch_size)))
+
+    def insert(self, items: Sequence[Item], on_duplicate: str = "add", batch_size: int = 64,
+               admitted: Admitted | None = None) -> list[Outcome]:
+        """Store ``items`` as one atomic batch (``add``: all of them, a repeated id keeps its last
+        item; ``skip``: those that are no duplicate of a stored item or of an earlier item of the
+        batch; ``report``: none) and say, per item, what became of it (see ``admission``).
+        ``admitted`` carries the items ``report`` admitted in earlier batches of the same run."""
+        if on_duplicate not in ON_DUPLICATE:
+            raise TwinError(f"on_duplicate must be one of {', '.join(ON_DUPLICATE)}, not {on_duplicate!r}")
+        _check_items(items)
+        if not items:
+            return []
         vectors = self.encoder.encode([normalize(item.text) for item in items], batch_size)
-        return self.store.add([i.id for i in items], vectors, [i.text for i in items], [i.payload for i in items])
+        ids = [item.id for item in items]
+        with self._writing:
+            if on_duplicate == "add":
+                self._store(items, vectors, range(len(items)))
+                return [Outcome(i, True) for i in ids]
+            known = self._best_other(ids, vectors, admitted)
+            outcomes = admit(ids, vectors, known, self.tau, store=on_duplicate == "skip")
+            fresh = [n for n, o in enumerate(outcomes) if o.duplicate_of is None]
+            if on_duplicate == "skip":
+                self._store(items, vectors, fresh)
+            elif admitted is not None:
+                admitted.add([ids[n] for n in fresh], vectors[fresh])
+        return outcomes
+
+    def _store(self, items: Sequence[Item], vectors, rows: Sequence[int]) -> list[str]:  # noqa: ANN001
+        if not len(rows):
+            return []
+        chosen = [items[n] for n in rows]
+        return self.store.add([i.id for i in chosen], vectors[list(rows)], [i.text for i in chosen],
+                              [i.payload for i in chosen])
+
+    def _best_other(self, ids: list[str], vectors, admitted: Admitted | None) -> list:  # noqa: ANN001
+        """Each item's best stored (or earlier admitted) match with another id: (id, score) or None."""
+        found = [next(((h.id, h.score) for h in row if h.id != own), None)
+                 for own, row in zip(ids, self.store.search(vectors, 2))]
+        if admitted is None:
+            return found
+        return [max((m for m in pair if m is not None), key=lambda m: m[1], default=None)
+                for pair in zip(found, admitted.best(ids, vectors))]
 
     def delete(self, ids: Sequence[str]) -> list[str]:
         """Delete by id; returns the ids that existed."""
@@ -192,6 +236,15 @@ class Retriever:
     def info(self) -> dict:
         """What the index is: count, kinds, encoder, tau, folder."""
         return describe(self.store, self.tau)
+
+
+def _check_items(items: Sequence[Item]) -> None:
+    """TwinError naming the first item that breaks a rule of ``validate``."""
+    for n, item in enumerate(items, 1):
+        for what, problem in (("id", id_problem(item.id)), ("text", text_problem(item.text)),
+                              ("payload", payload_problem(item.payload))):
+            if problem:
+                raise TwinError(f"item {n} ({str(item.id)[:60]!r}): {what} {problem}")
 
 
 def built_model(folder: Path, encoder: dict) -> str | None:

@@ -66,7 +66,7 @@ def test_search_upsert_get_delete_round_trip(url):
         assert set(top) == {"id", "score", "duplicate", "text", "payload"}
 
         body = {"items": [{"id": "pet-1", "text": "How often should I feed my hamster?", "payload": {"src": "t"}}]}
-        assert http.post("/items", json=body).json() == {"ids": ["pet-1"]}
+        assert http.post("/items", json=body).json()["ids"] == ["pet-1"]
         found = http.post("/search", json={"texts": ["How many times a day do hamsters eat?"], "k": 1}).json()
         assert found["results"][0]["matches"][0]["id"] == "pet-1"  # found at once, no retraining
         assert http.get("/items/pet-1").json() == {"id": "pet-1", "text": body["items"][0]["text"],

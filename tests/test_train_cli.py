@@ -7,6 +7,8 @@ import json
 
 import pytest
 
+from retrieval.encoders import packaged_model_path
+
 from .conftest import DEMO_CSV
 from .test_cli import twin
 from .test_training import synthetic_pairs
@@ -86,6 +88,11 @@ def test_an_lstm_model_serves_build_and_query(lstm_model, tmp_path):
     assert answer["matches"][0]["text"] == "Can dogs eat chocolate?"
     wrong = twin("query", "--index", tmp_path / "ix", "--model", DEMO_CSV.parent, "hello")
     assert wrong.exit_code == 1 and "neither" in wrong.stderr
+    grouped = twin("groups", DEMO_CSV, "--index", tmp_path / "ix", "-o", tmp_path / "g.csv", "--json")
+    assert grouped.exit_code == 0 and json.loads(grouped.stdout)["reused_vectors"] == 258
+    other = twin("groups", DEMO_CSV, "--index", tmp_path / "ix", "--model", packaged_model_path(),
+                 "-o", tmp_path / "g2.csv")
+    assert other.exit_code == 1 and "encoder" in other.stderr and not (tmp_path / "g2.csv").exists()
 
 
 def test_training_input_errors(tmp_path):

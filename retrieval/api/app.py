@@ -52,6 +52,7 @@ from .models import (
     ItemOut,
     ItemsRequest,
     ItemsResponse,
+    OutcomeOut,
     QueryOut,
     SearchRequest,
     SearchResponse,
@@ -227,10 +228,13 @@ def create_app(retriever: Retriever, settings: Settings | None = None) -> FastAP
     @app.post("/items", response_model=ItemsResponse, tags=["items"], dependencies=[Depends(writer)],
               responses=_errors(400, 401, 403, 413, 422, 507))
     async def upsert(body: ItemsRequest) -> ItemsResponse:
-        """Add or replace items; answered once they are durable."""
+        """Add or replace items, or (on_duplicate) only those that duplicate nothing stored; answered
+        once they are durable."""
         check_texts([item.text for item in body.items], settings.max_items, "item")
         items = [Item(i.id, i.text, i.payload) for i in body.items]
-        return ItemsResponse(ids=await asyncio.to_thread(retriever.upsert, items))
+        outcomes = await asyncio.to_thread(retriever.insert, items, body.on_duplicate)
+        return ItemsResponse(ids=list(dict.fromkeys(o.id for o in outcomes if o.stored)),
+                             items=[OutcomeOut(**o.to_dict()) for o in outcomes])
 
     @app.get("/items/{item_id:path}", response_model=ItemOut, tags=["items"], responses=_errors(404, 422))
     async def get_item(item_id: str) -> ItemOut:

@@ -6,7 +6,7 @@ rules for the CLI and HTTP), so a bad value is a 422 naming its field, never a 5
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator
 
@@ -100,12 +100,25 @@ class ItemsRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     items: list[ItemIn] = Field(..., min_length=1)
+    on_duplicate: Literal["add", "skip", "report"] = Field(
+        "add", description="add: store every item; skip: store only items with no match above tau (stored, or "
+                           "earlier in this request); report: store nothing, say what skip would do.")
+
+
+class OutcomeOut(BaseModel):
+    """What became of one item: stored or not, and the item it duplicates (cosine > tau)."""
+
+    id: str
+    stored: bool
+    duplicate_of: str | None = None
+    score: float | None = None
 
 
 class ItemsResponse(BaseModel):
-    """The ids written, durable when this answer is sent."""
+    """The ids written (durable when this answer is sent) and each item's outcome, in request order."""
 
     ids: list[str]
+    items: list[OutcomeOut]
 
 
 class ItemOut(BaseModel):

@@ -2,11 +2,11 @@
 summaries to stderr; every error is one line and a non-zero exit.
 
 One module a family of commands: ``index_commands`` (build, add, query, dedup, delete, info),
-``model_commands`` (train, calibrate, eval, eval-retrieval), ``serve``."""
+``groups_command`` (groups), ``model_commands`` (train, calibrate, eval, eval-retrieval), ``serve``."""
 
 from __future__ import annotations
 
-from . import index_commands, model_commands, serve  # noqa: F401 - registers the commands
+from . import groups_command, index_commands, model_commands, serve  # noqa: F401 - registers the commands
 from .group import cli
 
 

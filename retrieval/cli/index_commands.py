@@ -9,7 +9,7 @@ import csv
 import itertools
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -19,6 +19,7 @@ from index.folder import holder_info, staged_build
 from index.kinds import AUTO_APPROXIMATE_FROM
 
 from ..errors import TwinError
+from ..tables import TableWriter, table_format
 from ..util import chunked
 from .group import cli
 from .options import checked_rows, corpus_options, index_option, items, model_option, say, wait_option
@@ -58,24 +59,61 @@ def build(corpus: Path, index_dir: Path, model: Path | None, text_column: str | 
 @index_option
 @model_option
 @corpus_options
+@click.option("--on-duplicate", type=click.Choice(["add", "skip", "report"]), default="add", show_default=True,
+              help="add: store every item; skip: store only items with no match above tau (in the index or "
+                   "earlier in CORPUS); report: store nothing, list what skip would skip.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print every item's outcome as a JSON line (id, stored, duplicate_of, score).")
 @wait_option
 def add(corpus: Path, index_dir: Path, model: Path | None, text_column: str | None, id_column: str | None,
-        id_prefix: str, no_header: bool, fmt: str | None, batch_size: int, wait_s: float) -> None:
+        id_prefix: str, no_header: bool, fmt: str | None, batch_size: int, on_duplicate: str, as_json: bool,
+        wait_s: float) -> None:
     """Add or replace (same id) the items of CORPUS in an existing index; no retraining.
 
-    A file without an id column numbers its items by line; when those numbers are already ids of
-    the index, nothing is added (it would replace them): name an id column or give --id-prefix."""
+    With --on-duplicate skip or report, the items skipped (or that would be) are listed on
+    stdout as CSV: id, duplicate_of, score. A file without an id column numbers its items by
+    line; when those numbers are already ids of the index, nothing is added (it would replace
+    them): name an id column or give --id-prefix."""
     from ..retriever import Retriever
 
     total, numbered, source = checked_rows(corpus, text_column, id_column, id_prefix, no_header, fmt)
-    with Retriever.open(index_dir, model, holder=holder_info(), wait_s=wait_s) as retriever:
-        if numbered:
+    report_only = on_duplicate == "report"
+    opened = Retriever.open(index_dir, model, read_only=report_only,
+                            holder=None if report_only else holder_info(), wait_s=wait_s)
+    with opened as retriever:
+        if numbered and not report_only:
             _refuse_numbered_clashes(corpus, index_dir, retriever, checked_rows(
                 corpus, text_column, id_column, id_prefix, no_header, fmt)[2])
         before = len(retriever)
-        written = retriever.add(items(source), batch_size, total=total)
-        retriever.save()
-        say(f"added {written} rows to {index_dir}: {len(retriever) - before} new, {len(retriever)} items in all")
+        outcomes = _OutcomeLines(as_json, listed=on_duplicate != "add")
+        written = retriever.add(items(source), batch_size, total=total, on_duplicate=on_duplicate,
+                                report=outcomes)
+        if not report_only:
+            retriever.save()
+        if report_only:
+            say(f"report: {total} rows, {outcomes.duplicates} would be skipped as duplicates, "
+                f"{total - outcomes.duplicates} added; nothing was written to {index_dir}")
+        else:
+            say(f"added {written} of {total} rows to {index_dir}: {len(retriever) - before} new, {len(retriever)} "
+                f"items in all" + (f"; {outcomes.duplicates} skipped as duplicates" if on_duplicate == "skip" else ""))
+
+
+class _OutcomeLines:
+    """Each item's outcome on stdout: every one as JSON lines, or the duplicates as CSV."""
+
+    def __init__(self, as_json: bool, listed: bool) -> None:
+        self.as_json, self.listed, self.duplicates = as_json, listed, 0
+        self._csv = None
+
+    def __call__(self, outcome) -> None:  # noqa: ANN001 - admission.Outcome
+        self.duplicates += outcome.duplicate_of is not None
+        if self.as_json:
+            click.echo(json.dumps(outcome.to_dict(), ensure_ascii=False))
+        elif self.listed and outcome.duplicate_of is not None:
+            if self._csv is None:
+                self._csv = csv.writer(sys.stdout)
+                self._csv.writerow(["id", "duplicate_of", "score"])
+            self._csv.writerow([outcome.id, outcome.duplicate_of, outcome.score])
 
 
 def _refuse_numbered_clashes(corpus: Path, index_dir: Path, retriever, source: Iterator) -> None:  # noqa: ANN001
@@ -138,16 +176,13 @@ def _format(result, tau: float) -> str:  # noqa: ANN001 - QueryResult
     return "\n".join(lines)
 
 
-OUTPUT_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson")
-
-
 @cli.command()
 @click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
 @index_option
 @model_option
 @corpus_options
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write results to OUT.csv, OUT.tsv or OUT.jsonl (default: CSV on stdout).")
+              help="Write results to OUT.csv, .tsv, .jsonl or .parquet (default: CSV on stdout).")
 @click.option("--threshold", type=click.FloatRange(-1, 1), default=None,
               help="Duplicate when cosine > this (default: the index's calibrated tau).")
 @click.option("--exclude-self", is_flag=True, help="Skip a match whose id is the row's own id "
@@ -158,13 +193,12 @@ def dedup(input_path: Path, index_dir: Path, model: Path | None, text_column: st
     """For each row of INPUT: its best match in the index, the score and the verdict."""
     from ..retriever import Retriever
 
-    if output is not None and output.suffix.lower() not in OUTPUT_SUFFIXES:
-        raise TwinError(f"{output}: unknown output suffix {output.suffix or '(none)'!r}; "
-                        f"use one of {', '.join(OUTPUT_SUFFIXES)}")
+    table_format(output)
     fields = ["id", "text", "match_id", "match_text", "score", "duplicate"]
+    types = {"score": float, "duplicate": bool}
     _, _, source = checked_rows(input_path, text_column, id_column, id_prefix, no_header, fmt)
     total = duplicates = 0
-    with Retriever.open(index_dir, model, read_only=True) as retriever, _Writer(output, fields) as write:
+    with Retriever.open(index_dir, model, read_only=True) as retriever, TableWriter(output, fields, types) as table:
         for chunk in chunked(source, 256):
             results = retriever.search([r.text for r in chunk], 2 if exclude_self else 1, threshold,
                                        batch_size=batch_size)
@@ -172,33 +206,13 @@ def dedup(input_path: Path, index_dir: Path, model: Path | None, text_column: st
                 best = next((m for m in result.matches if not (exclude_self and m.id == row.id)), None)
                 total += 1
                 duplicates += bool(best and best.duplicate)
-                write({"id": row.id, "text": row.text, "match_id": best.id if best else "",
-                       "match_text": best.text if best else "", "score": round(best.score, 6) if best else "",
-                       "duplicate": bool(best and best.duplicate)})
+                table.write({"id": row.id, "text": row.text, "match_id": best.id if best else None,
+                             "match_text": best.text if best else None,
+                             "score": round(best.score, 6) if best else None,
+                             "duplicate": bool(best and best.duplicate)})
         tau = retriever.tau if threshold is None else threshold
     say(f"dedup: {total} rows, {duplicates} duplicates, {total - duplicates} new (cosine > {tau:.4f})"
         + (f"; written to {output}" if output else ""))
-
-
-class _Writer:
-    """Writes dicts as CSV/TSV (file or stdout) or JSONL, by the output's suffix. Booleans are
-    spelled ``true``/``false`` in every format."""
-
-    def __init__(self, path: Path | None, fields: list[str]) -> None:
-        self.path, self.fields = path, fields
-
-    def __enter__(self) -> Callable[[dict], None]:
-        self.file = open(self.path, "w", newline="", encoding="utf-8") if self.path else sys.stdout
-        if self.path and self.path.suffix.lower() in (".jsonl", ".ndjson"):
-            return lambda row: self.file.write(json.dumps(row, ensure_ascii=False) + "\n")
-        tsv = self.path is not None and self.path.suffix.lower() == ".tsv"
-        writer = csv.DictWriter(self.file, self.fields, delimiter="\t" if tsv else ",")
-        writer.writeheader()
-        return lambda row: writer.writerow({k: json.dumps(v) if isinstance(v, bool) else v for k, v in row.items()})
-
-    def __exit__(self, *_: object) -> None:
-        if self.path:
-            self.file.close()
 
 
 @cli.command()

@@ -1,0 +1,129 @@
+"""Every pair of vectors above a threshold, found by a batched k-nearest-neighbour self-join.
+
+Never an n x n matrix: each vector is searched against a FAISS inner-product index of all of
+them, ``k`` neighbours at a time, in batches. A vector whose ``k`` nearest all pass the threshold
+may have more: it is searched again with a range search, which returns every neighbour above the
+threshold, so no pair is lost to ``k``. Small sets use an exact (flat) index; larger ones an IVF
+index with 8-bit codes, whose approximate scores only choose candidates: every pair's score is
+then recomputed exactly from the float32 vectors, so the approximation can miss a pair (the
+recall measured in ``scripts/bench_groups.py``) but never invents one or shifts its score.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import faiss
+import numpy as np
+
+from ..progress import Progress
+
+#: Below this many vectors the self-join is exact (a flat index).
+EXACT_BELOW = 50_000
+#: Approximate scores are trusted to within this much: candidates scoring above ``threshold -
+#: SLACK`` are rescored exactly. 8-bit codes of unit vectors err by well under 0.01 in cosine.
+SLACK = 0.03
+#: Queries searched per FAISS call.
+BATCH = 8192
+
+
+@dataclass
+class Pairs:
+    """Pairs ``(a[i], b[i])`` with ``a < b`` (row numbers of the vectors), each once, sorted,
+    and their exact cosine ``score``."""
+
+    a: np.ndarray
+    b: np.ndarray
+    score: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.a)
+
+    @classmethod
+    def empty(cls) -> Pairs:
+        """No pairs."""
+        return cls(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32))
+
+
+def self_join(vectors: np.ndarray, threshold: float, k: int = 16, nprobe: int | None = None,
+              progress: bool = True) -> Pairs:
+    """Every pair of rows of ``vectors`` (unit rows, float32) whose cosine is ``> threshold``."""
+    n = len(vectors)
+    if n < 2:
+        return Pairs.empty()
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    index, floor = _join_index(vectors, threshold, nprobe, progress)
+    k = min(k + 1, n)  # + the row itself
+    found: list[tuple[np.ndarray, np.ndarray]] = []
+    crowded: list[np.ndarray] = []
+    with Progress(n, "joining", "item", enabled=progress) as bar:
+        for start in range(0, n, BATCH):
+            rows = np.arange(start, min(start + BATCH, n))
+            scores, neighbours = index.search(vectors[rows], k)
+            keep = (scores > floor) & (neighbours >= 0)
+            crowded.append(rows[keep.sum(axis=1) >= k])
+            queries = np.repeat(rows, keep.sum(axis=1))
+            found.append((queries, neighbours[keep]))
+            bar.update(len(rows))
+    crowded_rows = np.concatenate(crowded)
+    if len(crowded_rows):
+        found += _beyond_k(index, vectors, crowded_rows, floor, progress)
+    return _exact(vectors, found, threshold)
+
+
+def _join_index(vectors: np.ndarray, threshold: float, nprobe: int | None,
+                progress: bool) -> tuple[faiss.Index, float]:
+    """The index to join against, and the approximate score above which a pair is a candidate."""
+    n, dim = vectors.shape
+    if n < EXACT_BELOW:
+        index = faiss.IndexFlatIP(dim)
+        index.add(vectors)
+        return index, threshold - 1e-4  # BLAS's sums may differ from the exact rescoring's last bits
+    nlist = choose_nlist(n)
+    index = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(dim), dim, nlist, faiss.ScalarQuantizer.QT_8bit,
+                                          faiss.METRIC_INNER_PRODUCT)
+    sample = np.random.default_rng(0).choice(n, size=min(n, 40 * nlist), replace=False)
+    index.train(vectors[np.sort(sample)])
+    with Progress(n, "indexing for the join", "item", enabled=progress) as bar:
+        for start in range(0, n, 100_000):
+            index.add(vectors[start:start + 100_000])
+            bar.update(min(100_000, n - start))
+    index.nprobe = nprobe or 8
+    return index, threshold - SLACK
+
+
+def choose_nlist(n: int) -> int:
+    """IVF lists for a self-join of ``n`` vectors: about ``2 sqrt(n)`` (a query scans ~n/nlist
+    vectors a list), a power of two."""
+    return 1 << max(6, min(14, round(math.log2(2 * math.sqrt(n)))))
+
+
+def _beyond_k(index: faiss.Index, vectors: np.ndarray, rows: np.ndarray, floor: float,
+              progress: bool) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Every neighbour above ``floor`` of rows whose k nearest all passed it (range search)."""
+    found = []
+    with Progress(len(rows), "searching past k", "item", enabled=progress) as bar:
+        for start in range(0, len(rows), 1024):
+            part = rows[start:start + 1024]
+            lims, scores, neighbours = index.range_search(vectors[part], floor)
+            counts = np.diff(lims).astype(np.int64)
+            found.append((np.repeat(part, counts), neighbours.astype(np.int64)))
+            bar.update(len(part))
+    return found
+
+
+def _exact(vectors: np.ndarray, found: list[tuple[np.ndarray, np.ndarray]], threshold: float) -> Pairs:
+    """Candidate pairs made canonical (a < b, once each), rescored exactly, kept above threshold."""
+    n = len(vectors)
+    q = np.concatenate([f[0] for f in found]).astype(np.int64)
+    r = np.concatenate([f[1] for f in found]).astype(np.int64)
+    a, b = np.minimum(q, r), np.maximum(q, r)
+    keys = np.unique(a[a != b] * n + b[a != b])
+    a, b = keys // n, keys % n
+    score = np.empty(len(keys), np.float32)
+    for start in range(0, len(keys), 1 << 18):
+        part = slice(start, start + (1 << 18))
+        score[part] = np.einsum("ij,ij->i", vectors[a[part]], vectors[b[part]])
+    above = score > threshold
+    return Pairs(a[above], b[above], score[above])
