@@ -6,10 +6,23 @@ from pathlib import Path
 
 from ..errors import ModelError
 from .base import CALIBRATION_FILE, Encoder
-from .lstm import LSTMEncoder, is_lstm_folder
 from .transformer import TransformerEncoder, is_sentence_transformers_folder, packaged_model_path
 
-__all__ = ["CALIBRATION_FILE", "Encoder", "LSTMEncoder", "TransformerEncoder", "load_encoder", "packaged_model_path"]
+__all__ = ["CALIBRATION_FILE", "Encoder", "TransformerEncoder", "load_encoder", "packaged_model_path"]
+
+
+#: The file that marks a twin LSTM folder (``lstm.CONFIG_FILE``; named here so that nothing
+#: imports torch before an encoder is loaded).
+LSTM_CONFIG_FILE = "twin_lstm.json"
+
+
+def __getattr__(name: str) -> object:
+    """``LSTMEncoder`` on first use: it imports torch, which grouping and index work never need."""
+    if name == "LSTMEncoder":
+        from .lstm import LSTMEncoder
+
+        return LSTMEncoder
+    raise AttributeError(name)
 
 
 def load_encoder(path: str | Path | None = None) -> Encoder:
@@ -19,7 +32,9 @@ def load_encoder(path: str | Path | None = None) -> Encoder:
     folder = Path(path)
     if not folder.exists():
         raise ModelError(f"{folder}: no such model folder")
-    if folder.is_dir() and is_lstm_folder(folder):
+    if folder.is_dir() and (folder / LSTM_CONFIG_FILE).is_file():
+        from .lstm import LSTMEncoder
+
         return LSTMEncoder.load(folder)
     if folder.is_dir() and is_sentence_transformers_folder(folder):
         return TransformerEncoder(folder)

@@ -19,9 +19,9 @@ import torch
 from torch import nn
 
 from ..errors import ModelError
+from . import LSTM_CONFIG_FILE as CONFIG_FILE
 from .base import Encoder
 
-CONFIG_FILE = "twin_lstm.json"
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 PAD, UNK = 0, 1
 
@@ -110,8 +110,3 @@ class LSTMEncoder(Encoder):
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
             raise ModelError(f"{folder}: damaged LSTM model folder ({exc})") from None
         return encoder
-
-
-def is_lstm_folder(path: Path) -> bool:
-    """True when ``path`` holds a saved siamese LSTM."""
-    return (path / CONFIG_FILE).is_file()
