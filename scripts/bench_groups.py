@@ -3,6 +3,7 @@
     python scripts/bench_groups.py quality [--finetuned MODEL]     # QQP dev + a synthetic corpus
     python scripts/bench_groups.py compare --n 100000              # twin vs community_detection vs SemHash
     python scripts/bench_groups.py compare --n 1000000 --limit-s 1800 --only community_detection,semhash
+    python scripts/bench_groups.py scale --n 1000000               # raw file to written groups
 
 Pairwise precision and recall of "in the same group". On QQP dev (BiMPM, its distinct questions
 as the corpus): a labelled duplicate pair split across groups is a miss, a labelled
@@ -44,21 +45,29 @@ TOOLS = ("twin", "community_detection", "semhash")
 
 
 # -- scoring -------------------------------------------------------------------------------------
-def planted_scores(labels: list, predicted: np.ndarray) -> dict:
+def planted_scores(labels: list, predicted: np.ndarray, labelled: list[bool] | None = None) -> dict:
     """Pairwise precision/recall of ``predicted`` group numbers (-1: none) against planted labels
-    (None: in no planted group)."""
-    tp = together = 0
+    (None: in no planted group). ``labelled`` marks the items whose relations are known (planted
+    items and near-misses): ``precision_labelled`` counts only pairs of two such items, leaving out
+    the near-duplicates a generator makes by chance among its unplanted questions."""
+    labelled = labelled if labelled is not None else [True] * len(labels)
+    tp = together = together_known = 0
     groups: dict[int, Counter] = {}
-    for label, group in zip(labels, predicted.tolist()):
+    known: Counter = Counter()
+    for label, group, is_known in zip(labels, predicted.tolist(), labelled):
         if group >= 0:
             groups.setdefault(group, Counter())[label] += 1
-    for counter in groups.values():
+            known[group] += is_known
+    for group, counter in groups.items():
         size = sum(counter.values())
         together += size * (size - 1) // 2
+        together_known += known[group] * (known[group] - 1) // 2
         tp += sum(c * (c - 1) // 2 for lab, c in counter.items() if lab is not None)
     planted = Counter(lab for lab in labels if lab is not None)
     positives = sum(c * (c - 1) // 2 for c in planted.values())
-    return _pr(tp, together, positives)
+    out = _pr(tp, together, positives)
+    out["precision_labelled"] = round(tp / together_known, 4) if together_known else 1.0
+    return out
 
 
 def labelled_scores(pairs: list[tuple[int, int, int]], predicted: np.ndarray) -> dict:
@@ -128,10 +137,12 @@ def quality(args: argparse.Namespace) -> dict:
     args.out.mkdir(parents=True, exist_ok=True)
     qqp, pairs = qqp_corpus(args.data, args.out)
     synthetic = synthetic_corpus(args.synthetic_n, args.out)
-    planted = pq.read_table(synthetic, columns=["planted"]).column("planted").to_pylist()
+    marks = pq.read_table(synthetic, columns=["planted", "kind"])
+    planted = marks.column("planted").to_pylist()
+    labelled = [p is not None or k == "near-miss" for p, k in zip(planted, marks.column("kind").to_pylist())]
     models = [("MiniLM zero-shot", None)] + ([("MiniLM fine-tuned", args.finetuned)] if args.finetuned else [])
     corpora = [("QQP dev questions", qqp, lambda g: labelled_scores(pairs, g)),
-               (f"synthetic {args.synthetic_n:,}", synthetic, lambda g: planted_scores(planted, g))]
+               (f"synthetic {args.synthetic_n:,}", synthetic, lambda g: planted_scores(planted, g, labelled))]
     rows = []
     for name, model in models:
         for corpus_name, corpus, score in corpora:
@@ -155,8 +166,9 @@ def compare(args: argparse.Namespace) -> dict:
 
     args.out.mkdir(parents=True, exist_ok=True)
     corpus = synthetic_corpus(args.n, args.out)
-    table = pq.read_table(corpus, columns=["text", "planted"])
+    table = pq.read_table(corpus, columns=["text", "planted", "kind"])
     texts, planted = table.column("text").to_pylist(), table.column("planted").to_pylist()
+    labelled = [p is not None or k == "near-miss" for p, k in zip(planted, table.column("kind").to_pylist())]
     vectors_path = args.out / f"vectors-{args.n}.npy"
     if not vectors_path.exists():
         from retrieval.encoders import load_encoder
@@ -176,7 +188,7 @@ def compare(args: argparse.Namespace) -> dict:
                                    str(labels), str(tau)], check=True, capture_output=True, text=True,
                                   timeout=args.limit_s)
             row = {"tool": tool, "n": args.n, **json.loads(done.stdout.splitlines()[-1]),
-                   **planted_scores(planted, np.load(labels))}
+                   **planted_scores(planted, np.load(labels), labelled)}
         except subprocess.TimeoutExpired:
             row = {"tool": tool, "n": args.n, "result": f"did not finish in {args.limit_s} s (killed)"}
         except subprocess.CalledProcessError as exc:
@@ -184,6 +196,34 @@ def compare(args: argparse.Namespace) -> dict:
         print(json.dumps(row), flush=True)
         rows.append(row)
     return {"compare": rows, "tau": tau}
+
+
+def scale(args: argparse.Namespace) -> dict:
+    """From raw file to written groups: ``twin groups`` on a synthetic corpus of ``n`` questions,
+    its stages (from --json), wall time and peak RSS (the child's, from wait4)."""
+    args.out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    corpus = synthetic_corpus(args.n, args.out)
+    made_s = time.perf_counter() - started
+    out = args.out / f"groups-{args.n}.parquet"
+    started = time.perf_counter()
+    child = subprocess.Popen([sys.executable, "-m", "retrieval.cli", "groups", str(corpus), "-o", str(out), "--json"],
+                             stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    stdout = child.stdout.read()
+    _, status, usage = os.wait4(child.pid, 0)
+    if status:
+        raise SystemExit(f"twin groups failed ({status})")
+    summary = json.loads(stdout)
+    import pyarrow.parquet as pq
+
+    marks = pq.read_table(corpus, columns=["planted", "kind"])
+    planted = marks.column("planted").to_pylist()
+    labelled = [p is not None or k == "near-miss" for p, k in zip(planted, marks.column("kind").to_pylist())]
+    row = {"n": args.n, "make_corpus_s": round(made_s, 1), "groups_wall_s": round(time.perf_counter() - started, 1),
+           "peak_rss_mib": round(usage.ru_maxrss / 1024), **summary,
+           **planted_scores(planted, group_numbers(out), labelled)}
+    print(json.dumps(row), flush=True)
+    return {"scale": row}
 
 
 def run_one(tool: str, corpus: Path, vectors_path: Path, labels_path: Path, tau: float) -> None:
@@ -276,13 +316,15 @@ def main() -> None:
     c.add_argument("--only", default=",".join(TOOLS), help="comma-separated tools to run")
     c.add_argument("--limit-s", type=int, default=3600, help="kill a tool after this many seconds")
     c.add_argument("--threshold", type=float, default=None, help="tau (default: twin's default)")
-    for p in (q, c):
+    sc = sub.add_parser("scale", help="twin groups from raw file to written groups")
+    sc.add_argument("--n", type=int, default=1_000_000, help="synthetic corpus size")
+    for p in (q, c, sc):
         p.add_argument("--data", type=Path, default=DATA, help="the shared data folder")
         p.add_argument("--out", type=Path, default=OUT, help="where corpora, vectors and outputs go")
         p.add_argument("--json", dest="json_out", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
     facts = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-             **(quality(args) if args.mode == "quality" else compare(args))}
+             **{"quality": quality, "compare": compare, "scale": scale}[args.mode](args)}
     if args.json_out:
         args.json_out.write_text(json.dumps(facts, indent=1))
 

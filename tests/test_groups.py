@@ -194,3 +194,24 @@ def test_groups_refuses_bad_input_like_build_and_writes_nothing(tmp_path):
     result = twin("groups", bad, "-o", out)
     assert result.exit_code == 1 and f"{bad}:3" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert out.read_text() == "previous\n" and [p.name for p in tmp_path.iterdir()] == ["bad.csv", "out.csv"]
+
+
+IVF_JOIN = """
+import sys, numpy as np
+sys.path.insert(0, sys.argv[1])
+from tests.conftest import clustered
+from retrieval.groups import join
+join.EXACT_BELOW = 1_000
+p = join.self_join(clustered(6_000, 64, seed=5), 0.9, k=4, progress=False)
+sys.stdout.write(f"{len(p)} {hash((p.a.tobytes(), p.b.tobytes(), p.score.tobytes()))}")
+"""
+
+
+def test_the_ivf_self_join_is_the_same_whatever_the_threads():
+    answers = set()
+    for threads in ("1", "2"):
+        env = {**os.environ, "OMP_NUM_THREADS": threads, "PYTHONHASHSEED": "0"}
+        done = subprocess.run([sys.executable, "-c", IVF_JOIN, str(ROOT)], env=env, capture_output=True, text=True,
+                              check=True)
+        answers.add(done.stdout)
+    assert len(answers) == 1 and int(next(iter(answers)).split()[0]) > 1000

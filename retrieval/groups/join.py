@@ -26,6 +26,8 @@ EXACT_BELOW = 50_000
 SLACK = 0.03
 #: Queries searched per FAISS call.
 BATCH = 8192
+#: Pairs rescored at a time (two gathers of this many vectors: 25 MB each at 384 dimensions).
+RESCORE_BATCH = 1 << 14
 
 
 @dataclass
@@ -83,7 +85,8 @@ def _join_index(vectors: np.ndarray, threshold: float, nprobe: int | None,
     nlist = choose_nlist(n)
     index = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(dim), dim, nlist, faiss.ScalarQuantizer.QT_8bit,
                                           faiss.METRIC_INNER_PRODUCT)
-    sample = np.random.default_rng(0).choice(n, size=min(n, 40 * nlist), replace=False)
+    index.cp.niter = 10  # the lists only need to be coherent: nprobe covers their edges
+    sample = np.random.default_rng(0).choice(n, size=min(n, 32 * nlist), replace=False)
     index.train(vectors[np.sort(sample)])
     with Progress(n, "indexing for the join", "item", enabled=progress) as bar:
         for start in range(0, n, 100_000):
@@ -122,8 +125,8 @@ def _exact(vectors: np.ndarray, found: list[tuple[np.ndarray, np.ndarray]], thre
     keys = np.unique(a[a != b] * n + b[a != b])
     a, b = keys // n, keys % n
     score = np.empty(len(keys), np.float32)
-    for start in range(0, len(keys), 1 << 18):
-        part = slice(start, start + (1 << 18))
+    for start in range(0, len(keys), RESCORE_BATCH):
+        part = slice(start, start + RESCORE_BATCH)
         score[part] = np.einsum("ij,ij->i", vectors[a[part]], vectors[b[part]])
     above = score > threshold
     return Pairs(a[above], b[above], score[above])

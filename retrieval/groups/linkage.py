@@ -3,10 +3,11 @@
 Both work on "units" (the distinct texts of a corpus, each standing for ``copies`` identical
 items) numbered in corpus order, and on the pairs of units above tau.
 
-* **star**: units are taken in order of preference (``keep``); a unit not yet in a group starts
-  one as its representative and takes every free unit within tau *of itself*. Every member is a
+* **star**: units are taken in order of preference (``keep``); each joins the most similar
+  representative it is a duplicate of, or, with none, becomes a representative. Every member is a
   duplicate of its representative, so no chain through a hub merges items that are not alike
-  (the greedy "leader" clustering of sentence-transformers' ``community_detection``).
+  (greedy "leader" clustering, as in SemHash's selection; ``community_detection`` instead lets
+  each representative take all its free neighbours).
 * **connected**: the connected components of the pair graph (the transitive closure of
   "duplicate of"), as MinHash/LSH pipelines do; the representative is chosen by ``keep``.
 
@@ -74,24 +75,27 @@ def _preference(pairs: Pairs, copies: np.ndarray, lengths: np.ndarray, keep: str
 
 
 def _star(pairs: Pairs, m: int, rank: np.ndarray) -> np.ndarray:
-    """Greedy star groups: each unit, best-ranked first, claims its free neighbours."""
+    """Star groups: units in order of preference; each joins the most similar representative
+    among its neighbours, or, with none, becomes one."""
     representative = np.arange(m)
     if not len(pairs):
         return representative
     src = np.concatenate([pairs.a, pairs.b])
     dst = np.concatenate([pairs.b, pairs.a])
-    by_src = np.argsort(src, kind="stable")
-    src, dst = src[by_src], dst[by_src]
+    score = np.concatenate([pairs.score, pairs.score])
+    by_src = np.lexsort((dst, src))
+    src, dst, score = src[by_src], dst[by_src], score[by_src]
     starts = np.searchsorted(src, np.arange(m + 1))
-    free = np.ones(m, bool)
-    for unit in np.unique(src)[np.argsort(rank[np.unique(src)], kind="stable")]:
-        if not free[unit]:
-            continue
-        free[unit] = False
+    is_rep = np.zeros(m, bool)
+    linked = np.unique(src)
+    for unit in linked[np.argsort(rank[linked], kind="stable")].tolist():
         neighbours = dst[starts[unit]:starts[unit + 1]]
-        taken = neighbours[free[neighbours]]
-        free[taken] = False
-        representative[taken] = unit
+        reps = is_rep[neighbours]
+        if reps.any():
+            scores = np.where(reps, score[starts[unit]:starts[unit + 1]], -np.inf)
+            representative[unit] = neighbours[int(np.argmax(scores))]
+        else:
+            is_rep[unit] = True
     return representative
 
 
