@@ -3,6 +3,7 @@
     python scripts/bench_groups.py quality [--finetuned MODEL]     # QQP dev + a synthetic corpus
     python scripts/bench_groups.py compare --n 100000              # twin vs community_detection vs SemHash
     python scripts/bench_groups.py compare --n 1000000 --limit-s 1800 --only community_detection,semhash
+    python scripts/bench_groups.py join --n 100000                 # the IVF join's pair recall
     python scripts/bench_groups.py scale --n 1000000               # raw file to written groups
 
 Pairwise precision and recall of "in the same group". On QQP dev (BiMPM, its distinct questions
@@ -78,6 +79,7 @@ def labelled_scores(pairs: list[tuple[int, int, int]], predicted: np.ndarray) ->
 
 
 def _pr(tp: int, claimed: int, positives: int) -> dict:
+    tp, claimed, positives = int(tp), int(claimed), int(positives)
     p = tp / claimed if claimed else 1.0
     r = tp / positives if positives else 1.0
     return {"precision": round(p, 4), "recall": round(r, 4), "f1": round(2 * p * r / (p + r), 4) if p + r else 0.0,
@@ -144,15 +146,18 @@ def quality(args: argparse.Namespace) -> dict:
     corpora = [("QQP dev questions", qqp, lambda g: labelled_scores(pairs, g)),
                (f"synthetic {args.synthetic_n:,}", synthetic, lambda g: planted_scores(planted, g, labelled))]
     rows = []
-    for name, model in models:
+    for m, (name, model) in enumerate(models):
         for corpus_name, corpus, score in corpora:
-            index = args.out / f"index-{len(rows)}"
-            subprocess.run([sys.executable, "-m", "retrieval.cli", "build", str(corpus), "--index", str(index),
-                            "--force", *(["--model", str(model)] if model else [])], check=True, cwd=ROOT)
+            index = args.out / f"index-{m}-{corpus.stem}"  # built once a model and corpus
+            if not index.exists():
+                subprocess.run([sys.executable, "-m", "retrieval.cli", "build", str(corpus), "--index", str(index),
+                                *(["--model", str(model)] if model else [])], check=True, cwd=ROOT)
             for linkage in ("star", "connected"):
                 out, summary = twin_groups(corpus, args.out / f"q-{len(rows)}.parquet", "--index", str(index),
                                            "--linkage", linkage)
-                row = {"corpus": corpus_name, "model": name, "linkage": linkage, **score(group_numbers(out)),
+                numbers = group_numbers(out)
+                row = {"corpus": corpus_name, "model": name, "linkage": linkage, **score(numbers),
+                       "largest_group": int(np.bincount(numbers[numbers >= 0]).max(initial=0)),
                        "groups": summary["groups"], "tau": summary["tau"], "wall_s": summary["wall_s"]}
                 print(json.dumps(row), flush=True)
                 rows.append(row)
@@ -187,8 +192,10 @@ def compare(args: argparse.Namespace) -> dict:
             done = subprocess.run([sys.executable, __file__, "_run", tool, str(corpus), str(vectors_path),
                                    str(labels), str(tau)], check=True, capture_output=True, text=True,
                                   timeout=args.limit_s)
+            numbers = np.load(labels)
             row = {"tool": tool, "n": args.n, **json.loads(done.stdout.splitlines()[-1]),
-                   **planted_scores(planted, np.load(labels), labelled)}
+                   "largest_group": int(np.bincount(numbers[numbers >= 0]).max(initial=0)),
+                   **planted_scores(planted, numbers, labelled)}
         except subprocess.TimeoutExpired:
             row = {"tool": tool, "n": args.n, "result": f"did not finish in {args.limit_s} s (killed)"}
         except subprocess.CalledProcessError as exc:
@@ -224,6 +231,38 @@ def scale(args: argparse.Namespace) -> dict:
            **planted_scores(planted, group_numbers(out), labelled)}
     print(json.dumps(row), flush=True)
     return {"scale": row}
+
+
+def join_recall(args: argparse.Namespace) -> dict:
+    """The IVF self-join's pair recall against the exact one, on the vectors ``compare`` saved."""
+    import pyarrow.parquet as pq
+
+    from retrieval import DEFAULT_TAU
+    from retrieval.groups import join
+
+    texts = pq.read_table(synthetic_corpus(args.n, args.out), columns=["text"]).column("text").to_pylist()
+    first: dict[str, int] = {}
+    for n, t in enumerate(texts):
+        first.setdefault(normalize(t), n)
+    vectors = np.load(args.out / f"vectors-{args.n}.npy")[list(first.values())]
+    tau = args.threshold or DEFAULT_TAU
+    runs = {}
+    for nprobe in (8, 16, 32):
+        started = time.perf_counter()
+        pairs = join.self_join(vectors, tau, nprobe=nprobe, progress=False)
+        runs[nprobe] = (pairs, time.perf_counter() - started)
+    join.EXACT_BELOW = len(vectors) + 1
+    started = time.perf_counter()
+    exact = join.self_join(vectors, tau, progress=False)
+    exact_s = time.perf_counter() - started
+    truth = set(zip(exact.a.tolist(), exact.b.tolist()))
+    rows = [{"join": f"ivf-sq8, nprobe {nprobe}", "seconds": round(sec, 1), "pairs": len(p),
+             "recall": round(len(truth & set(zip(p.a.tolist(), p.b.tolist()))) / max(1, len(truth)), 4)}
+            for nprobe, (p, sec) in runs.items()]
+    rows.append({"join": "exact (flat)", "seconds": round(exact_s, 1), "pairs": len(exact), "recall": 1.0})
+    for row in rows:
+        print(json.dumps({"distinct_vectors": len(vectors), **row}), flush=True)
+    return {"join": rows, "distinct_vectors": len(vectors), "tau": tau}
 
 
 def run_one(tool: str, corpus: Path, vectors_path: Path, labels_path: Path, tau: float) -> None:
@@ -316,15 +355,18 @@ def main() -> None:
     c.add_argument("--only", default=",".join(TOOLS), help="comma-separated tools to run")
     c.add_argument("--limit-s", type=int, default=3600, help="kill a tool after this many seconds")
     c.add_argument("--threshold", type=float, default=None, help="tau (default: twin's default)")
+    j = sub.add_parser("join", help="pair recall of the IVF self-join against the exact one")
+    j.add_argument("--n", type=int, default=100_000, help="synthetic corpus size (run compare first)")
+    j.add_argument("--threshold", type=float, default=None, help="tau (default: twin's default)")
     sc = sub.add_parser("scale", help="twin groups from raw file to written groups")
     sc.add_argument("--n", type=int, default=1_000_000, help="synthetic corpus size")
-    for p in (q, c, sc):
+    for p in (q, c, j, sc):
         p.add_argument("--data", type=Path, default=DATA, help="the shared data folder")
         p.add_argument("--out", type=Path, default=OUT, help="where corpora, vectors and outputs go")
         p.add_argument("--json", dest="json_out", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
     facts = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-             **{"quality": quality, "compare": compare, "scale": scale}[args.mode](args)}
+             **{"quality": quality, "compare": compare, "join": join_recall, "scale": scale}[args.mode](args)}
     if args.json_out:
         args.json_out.write_text(json.dumps(facts, indent=1))
 

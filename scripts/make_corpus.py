@@ -285,6 +285,12 @@ def generate(n: int, seed: int, data: Path) -> list[dict]:
                     group.append({"text": close, "kind": "near-miss", "group": None, "near": f"s{planted}"})
             rows += group[: n - len(rows)]
             bar.update(min(len(group), n))
+    sizes = Counter(r["group"] for r in rows if r["group"])
+    for row in rows:  # a group cut by sampling or by n keeps its label only with two members left
+        if sizes[row["group"]] < 2:
+            row["group"] = None
+        if sizes[row.get("near")] < 2:
+            row.pop("near", None)
     rng.shuffle(rows)
     return rows
 

@@ -172,6 +172,7 @@ class Grouper:
         copies = units.copies()
         unit_rep = link(pairs, copies, units.lengths(), linkage, keep).representative
         grouping = _per_item(units, vectors, unit_rep, copies, pairs, self.tau)
+        del vectors  # before the output is written
         clock.lap("link")
         grouping.seconds = clock.seconds
         return grouping
@@ -213,7 +214,11 @@ def _per_item(units: Units, vectors: np.ndarray, unit_rep: np.ndarray, copies: n
     reps = np.flatnonzero((unit_rep == np.arange(len(copies))) & (size > 1))
     number = np.zeros(len(copies), np.int64)
     number[reps[np.argsort(first_member[reps], kind="stable")]] = np.arange(1, len(reps) + 1)
-    unit_score = np.einsum("ij,ij->i", vectors, vectors[unit_rep]).clip(-1, 1)
+    unit_score = np.ones(len(copies), np.float32)
+    members = np.flatnonzero(unit_rep != np.arange(len(copies)))
+    for start in range(0, len(members), 1 << 16):  # in parts: never a second copy of every vector
+        part = members[start:start + (1 << 16)]
+        unit_score[part] = np.einsum("ij,ij->i", vectors[part], vectors[unit_rep[part]]).clip(-1, 1)
     unit_of = np.asarray(units.unit_of, np.int64)
     first = np.asarray(units.first, np.int64)
     rep_item = first[unit_rep[unit_of]]
@@ -245,13 +250,15 @@ def _payload_column(name: str) -> str:
     return f"payload_{name}" if name in COLUMNS else name
 
 
-def write_groups(grouping: Grouping, path: Path, payloads: Iterator[dict] | None) -> None:
+def write_groups(grouping: Grouping, path: Path, payloads: Iterator[dict] | None, progress: bool = True) -> None:
     """One row per item to ``path`` (CSV, TSV, JSONL, Parquet), written beside and renamed."""
     extra = {_payload_column(k): column_type(t) for k, t in grouping.units.payload_types.items()}
     types = {"id": str, "group": int, "representative": str, "score": float, "keep": bool, **extra}
-    with TableWriter(path, COLUMNS + list(extra), types) as table:
+    with TableWriter(path, COLUMNS + list(extra), types) as table, \
+            Progress(len(grouping.group), "writing", "row", enabled=progress) as bar:
         for row in grouping.rows(payloads):
             table.write(row)
+            bar.update(1)
 
 
 def write_pairs(grouping: Grouping, path: Path) -> None:

@@ -86,6 +86,7 @@ def _join_index(vectors: np.ndarray, threshold: float, nprobe: int | None,
     index = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(dim), dim, nlist, faiss.ScalarQuantizer.QT_8bit,
                                           faiss.METRIC_INNER_PRODUCT)
     index.cp.niter = 10  # the lists only need to be coherent: nprobe covers their edges
+    index.cp.min_points_per_centroid = 32  # the sample below is enough: no warning for it
     sample = np.random.default_rng(0).choice(n, size=min(n, 32 * nlist), replace=False)
     index.train(vectors[np.sort(sample)])
     with Progress(n, "indexing for the join", "item", enabled=progress) as bar:
