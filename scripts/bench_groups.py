@@ -16,7 +16,8 @@ each in its own process (wall time of the grouping; peak RSS of the process, wit
 the texts and vectors are loaded beside it):
 twin's ``Grouper`` (what ``twin groups`` runs: self-join + star linkage), sentence-transformers'
 ``util.community_detection``, and SemHash's ``self_deduplicate`` (its default usearch backend,
-given an encoder that returns the precomputed vectors: nothing is downloaded).
+given an encoder that returns the precomputed vectors: nothing is downloaded). SemHash comes
+with the ``bench`` extra (``pip install -e ".[bench]"``); the QQP corpora need ../shared/data.
 """
 
 from __future__ import annotations
