@@ -193,7 +193,11 @@ def test_groups_refuses_bad_input_like_build_and_writes_nothing(tmp_path):
     out.write_text("previous\n")
     result = twin("groups", bad, "-o", out)
     assert result.exit_code == 1 and f"{bad}:3" in result.stderr and len(result.stderr.strip().splitlines()) == 1
-    assert out.read_text() == "previous\n" and [p.name for p in tmp_path.iterdir()] == ["bad.csv", "out.csv"]
+    assert out.read_text() == "previous\n" and sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv", "out.csv"]
+    empty = tmp_path / "empty.csv"
+    empty.write_text("id,text\n")
+    result = twin("groups", empty, "-o", out)
+    assert result.exit_code == 1 and f"{empty}: no items in the file" in result.stderr
 
 
 IVF_JOIN = """

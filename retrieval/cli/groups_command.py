@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from ..errors import TwinError
 from ..tables import table_format
 from .group import cli
 from .options import corpus_options, model_option, rows, say
@@ -52,6 +53,8 @@ def groups(corpus: Path, output: Path, index_dir: Path | None, model: Path | Non
     table_format(output)
     table_format(pairs_path) if pairs_path else None
     corpus_args = (text_column, id_column, id_prefix, no_header, fmt)
+    if next(rows(corpus, *corpus_args), None) is None:
+        raise TwinError(f"{corpus}: no items in the file")
     grouper = (Grouper.for_index(index_dir, model, threshold) if index_dir is not None
                else Grouper.for_model(model, threshold))
     with grouper:
