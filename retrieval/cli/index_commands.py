@@ -92,7 +92,7 @@ def add(corpus: Path, index_dir: Path, model: Path | None, text_column: str | No
             retriever.save()
         if report_only:
             say(f"report: {total} rows, {outcomes.duplicates} would be skipped as duplicates, "
-                f"{total - outcomes.duplicates} added; nothing was written to {index_dir}")
+                f"{total - outcomes.duplicates} would be added; nothing was written to {index_dir}")
         else:
             say(f"added {written} of {total} rows to {index_dir}: {len(retriever) - before} new, {len(retriever)} "
                 f"items in all" + (f"; {outcomes.duplicates} skipped as duplicates" if on_duplicate == "skip" else ""))
