@@ -118,6 +118,11 @@ class Grouper:
     """Finds duplicate groups in a corpus with one encoder and one tau, optionally reusing the
     vectors of an index built from the same corpus (``store``)."""
 
+    def __init__(self, encoder: Encoder | None, tau: float, store: VectorStore | None = None,
+                 model: str | Path | None = None) -> None:
+        self._encoder, self.tau, self.store, self.model = encoder, float(tau), store, model
+        self.reused = 0  #: vectors the last ``vectors`` call took from the index
+
     @classmethod
     def for_model(cls, model: str | Path | None = None, threshold: float | None = None) -> Grouper:
         """Encode with ``model`` (default: packaged); tau: ``threshold``, else the model's."""
@@ -146,11 +151,6 @@ class Grouper:
 
     def __exit__(self, *_: object) -> None:
         self.close()
-
-    def __init__(self, encoder: Encoder | None, tau: float, store: VectorStore | None = None,
-                 model: str | Path | None = None) -> None:
-        self._encoder, self.tau, self.store, self.model = encoder, float(tau), store, model
-        self.reused = 0  #: vectors the last ``vectors`` call took from the index
 
     @property
     def encoder(self) -> Encoder:
