@@ -1,7 +1,8 @@
 """Tables written by the commands: CSV, TSV, JSONL or Parquet by the file's suffix.
 
 A file is written beside its destination and renamed over it when complete, so a failure or a
-kill leaves either the old file or the whole new one, never half of one. Without a path, CSV
+kill leaves either the old file or the whole new one, never half of one; what a killed writer
+left beside it is removed by the next write of that file. Without a path, CSV
 goes to stdout. Booleans are ``true``/``false`` in CSV and TSV, as in JSON; nested values are
 JSON text there; a missing value is an empty cell (null in JSONL and Parquet).
 """
@@ -9,6 +10,7 @@ JSON text there; a missing value is an empty cell (null in JSONL and Parquet).
 from __future__ import annotations
 
 import csv
+import glob
 import json
 import os
 import sys
@@ -50,6 +52,7 @@ class TableWriter:
         if self.path is None:
             self._file = sys.stdout
         else:
+            _remove_leftovers(self.path)
             self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
             self._file = None if self.format == "parquet" else open(self._tmp, "w", newline="", encoding="utf-8")
         if self.format in ("csv", "tsv"):
@@ -98,6 +101,24 @@ class TableWriter:
             self._parquet = pq.ParquetWriter(self._tmp, schema)
         self._parquet.write_table(table)
         self._rows = []
+
+
+def _remove_leftovers(path: Path) -> None:
+    """Delete what a killed writer of ``path`` left beside it (a temporary file whose process is gone)."""
+    for leftover in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        pid = leftover.name[len(path.name) + 2:-len(".tmp")]
+        if pid.isdigit() and not _alive(int(pid)):
+            leftover.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def column_type(seen: set[type]) -> type:
