@@ -39,6 +39,10 @@ class IndexKind(ABC):
     trains: bool = False  #: needs ``train`` on a sample before ``add``
     removes: bool = True  #: FAISS ``remove_ids`` works on it
     rerank: int = 0  #: fetch ``k * rerank`` candidates and re-rank them exactly (0: off)
+    knob: str = ""  #: the search knob that trades speed for recall ("nprobe", "ef_search"; "": none)
+
+    def __init__(self) -> None:
+        self.measured: dict = {}  #: recall measured when the knob was tuned (see tuning.py)
 
     @abstractmethod
     def make(self, dim: int, n: int) -> faiss.Index:
@@ -53,8 +57,21 @@ class IndexKind(ABC):
         return index.search(queries, k, params=self.params(knobs))[1]
 
     def describe(self, index: faiss.Index) -> dict:
-        """Build parameters worth recording in the manifest."""
-        return {}
+        """Build parameters worth recording in the manifest, with the tuned knob's measurement."""
+        return dict(self.measured)
+
+    def knob_values(self, index: faiss.Index) -> list[int]:
+        """Values of ``knob`` to try when tuning, cheapest first (none: nothing to tune)."""
+        return []
+
+    def knobs(self, value: int) -> SearchKnobs:
+        """Search parameters with ``knob`` set to ``value``."""
+        return SearchKnobs(**{self.knob: value})
+
+    def set_knob(self, value: int, measured: dict) -> None:
+        """Make ``value`` the default of ``knob``, with the recall measured for it."""
+        setattr(self, self.knob, int(value))
+        self.measured = {k: v for k, v in measured.items() if k != self.knob}
 
     def ids(self, index: faiss.Index) -> np.ndarray:
         """Every id the index holds, sorted (tombstones included)."""
@@ -84,8 +101,10 @@ class HNSWKind(IndexKind):
 
     name = "hnsw"
     removes = False
+    knob = "ef_search"
 
     def __init__(self, m: int = 32, ef_construction: int = 80, ef_search: int = 64) -> None:
+        super().__init__()
         self.m, self.ef_construction, self.ef_search = m, ef_construction, ef_search
 
     def make(self, dim: int, n: int) -> faiss.Index:
@@ -97,7 +116,11 @@ class HNSWKind(IndexKind):
         return faiss.SearchParametersHNSW(efSearch=knobs.ef_search or self.ef_search)
 
     def describe(self, index: faiss.Index) -> dict:
-        return {"m": self.m, "ef_construction": self.ef_construction, "ef_search": self.ef_search}
+        return {"m": self.m, "ef_construction": self.ef_construction, "ef_search": self.ef_search,
+                **self.measured}
+
+    def knob_values(self, index: faiss.Index) -> list[int]:
+        return [16, 32, 64, 128, 256, 512, 1024]
 
 
 def choose_nlist(n: int) -> int:
@@ -112,15 +135,22 @@ class _IVFKind(IndexKind):
     """Shared parts of the inverted-file kinds: a flat coarse quantizer and per-call nprobe."""
 
     trains = True
+    knob = "nprobe"
 
     def __init__(self, nprobe: int = 32) -> None:
+        super().__init__()
         self.nprobe = nprobe
 
     def params(self, knobs: SearchKnobs) -> faiss.SearchParameters:
         return faiss.SearchParametersIVF(nprobe=knobs.nprobe or self.nprobe)
 
     def describe(self, index: faiss.Index) -> dict:
-        return {"nlist": int(faiss.extract_index_ivf(index).nlist), "nprobe": self.nprobe}
+        return {"nlist": int(faiss.extract_index_ivf(index).nlist), "nprobe": self.nprobe, **self.measured}
+
+    def knob_values(self, index: faiss.Index) -> list[int]:
+        """Powers of two up to ``nlist`` (nprobe = nlist visits every list)."""
+        nlist = int(faiss.extract_index_ivf(index).nlist)
+        return sorted({min(2**i, nlist) for i in range(int(math.log2(nlist)) + 2)})
 
     def ids(self, index: faiss.Index) -> np.ndarray:
         lists = faiss.extract_index_ivf(index).invlists
@@ -170,14 +200,23 @@ class IVFPQKind(_IVFKind):
         return index
 
 
-def kind_for(name: str, live: int) -> IndexKind:
-    """The kind named ``name``; ``auto`` resolves by the number of live vectors."""
+def kind_for(name: str, live: int, params: dict | None = None) -> IndexKind:
+    """The kind named ``name``; ``auto`` resolves by the number of live vectors. ``params`` (a
+    manifest's) restores a tuned knob and its measurement."""
     if name == "auto":
         name = "flat" if live < AUTO_APPROXIMATE_FROM else "ivf-sq8"
     kinds = {"flat": FlatKind, "hnsw": HNSWKind, "ivf-sq8": IVFSQ8Kind, "ivf-pq": IVFPQKind}
     if name not in kinds:
         raise ValueError(f"unknown index kind {name!r}; choose one of {', '.join(KIND_NAMES)}")
-    return kinds[name]()
+    kind = kinds[name]()
+    value = (params or {}).get(kind.knob) if kind.knob else None
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        kind.set_knob(value, {k: v for k, v in params.items() if k in MEASURED_KEYS})
+    return kind
+
+
+#: Manifest params that record a tuning (see tuning.py).
+MEASURED_KEYS = ("recall_at_10", "target_recall", "tuned_on")
 
 
 def train_size(index: faiss.Index) -> int:

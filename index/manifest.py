@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .errors import IndexFolderError
+from .tuning import DEFAULT_TARGET_RECALL
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -34,6 +35,7 @@ class Manifest:
     metric: str = "inner_product"
     format_version: int = FORMAT_VERSION
     meta_file: str = "meta.sqlite"  #: the SQLite file of this index (a rebuilt index gets a new one)
+    target_recall: float = DEFAULT_TARGET_RECALL  #: the recall@10 a build tunes the search knob for (tuning.py)
 
     def save(self, folder: Path) -> None:
         """Write the manifest atomically (temporary file, fsync, rename, fsync of the folder)."""
@@ -80,6 +82,9 @@ class Manifest:
                 return f"{name!r} is {type(value).__name__}, expected {kind.__name__}"
         if self.tau is not None and (not isinstance(self.tau, int | float) or isinstance(self.tau, bool)):
             return f"'tau' is {type(self.tau).__name__}, expected a number"
+        if isinstance(self.target_recall, bool) or not isinstance(self.target_recall, int | float) \
+                or not 0 < self.target_recall <= 1:
+            return f"'target_recall' {self.target_recall!r} is not in (0, 1]"
         if self.dimension < 1:
             return f"'dimension' is {self.dimension}"
         if not META_NAME.fullmatch(self.meta_file):

@@ -210,17 +210,23 @@ class MetaDB:
 
     def sample_vectors(self, size: int, seed: int = 0) -> np.ndarray:
         """About ``size`` vectors drawn at random (all of them when there are fewer)."""
+        return self.sample_rows(size, seed)[1]
+
+    def sample_rows(self, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """(seqs, vectors) of about ``size`` live rows drawn at random (all when there are fewer)."""
         with self._lock:
             low, high = self._db.execute("SELECT MIN(seq), MAX(seq) FROM items").fetchone()
         if low is None:
-            return np.empty((0, self.dim), dtype=np.float32)
+            return np.empty(0, np.int64), np.empty((0, self.dim), dtype=np.float32)
         if self.count() <= size:
-            return np.concatenate([v for _, v in self.vectors_after(0)])
+            parts = list(self.vectors_after(0))
+            return np.concatenate([s for s, _ in parts]), np.concatenate([v for _, v in parts])
         rng = np.random.default_rng(seed)
         picks = np.unique(rng.integers(low, high + 1, size=2 * size))  # seqs have gaps: over-draw
         found = self.records(picks.tolist(), with_vectors=True)
-        vectors = np.stack([r.vector for r in found.values()])
-        return vectors[rng.permutation(len(vectors))[:size]]
+        order = rng.permutation(len(found))[:size]
+        seqs = np.fromiter(found.keys(), np.int64, len(found))[order]
+        return seqs, np.stack([found[s].vector for s in seqs.tolist()])
 
     # -- helpers ----------------------------------------------------------------------------
     def _transaction(self) -> _Transaction:

@@ -45,6 +45,7 @@ from .kinds import KIND_NAMES, IndexKind, SearchKnobs, kind_for, train_size
 from .locks import ReadWriteLock
 from .manifest import MANIFEST, Manifest, fsync_path
 from .meta import MetaDB, Record
+from .tuning import DEFAULT_TARGET_RECALL, SAMPLE, ExactNeighbours, check_target, tune
 
 META_FILE = DEFAULT_META
 
@@ -66,7 +67,7 @@ class VectorStore:
         self.folder, self.manifest, self._meta, self._writer = Path(folder), manifest, meta, writer
         self._lock = ReadWriteLock()
         self._index: faiss.Index | None = None
-        self._kind: IndexKind = kind_for(manifest.kind, 0)
+        self._kind: IndexKind = kind_for(manifest.kind, 0, manifest.params)
         self._applied_seq = 0  # highest seq whose write FAISS holds
         self._stale = 0  # FAISS entries that match no live row (tombstones)
         self._trained_on = 0
@@ -78,12 +79,17 @@ class VectorStore:
     def create(
         cls, folder: str | Path, dimension: int, kind: str = "auto", encoder: dict | None = None,
         tau: float | None = None, force: bool = False, holder: dict | None = None, wait_s: float = 0.0,
+        target_recall: float = DEFAULT_TARGET_RECALL,
     ) -> VectorStore:
         """Make a new, empty index folder and hold its writer lock. An existing index is replaced
-        only with ``force`` (its own files only: whatever else the folder holds stays)."""
+        only with ``force`` (its own files only: whatever else the folder holds stays).
+
+        ``target_recall``: the recall@10 each build tunes the approximate kinds' search knob to
+        reach (``tuning.py``)."""
         folder = Path(folder)
         if kind not in KIND_NAMES:
             raise ValueError(f"unknown index kind {kind!r}; choose one of {', '.join(KIND_NAMES)}")
+        check_target(target_recall)
         if folder.exists() and not folder.is_dir():
             raise IndexFolderError(f"{folder}: exists and is not a folder")
         folder.mkdir(parents=True, exist_ok=True)
@@ -93,7 +99,8 @@ class VectorStore:
                 if not force:
                     raise IndexFolderError(f"{folder}: an index already exists (use --force to replace it)")
                 remove_index(folder)
-            manifest = Manifest(dimension=dimension, kind=kind, encoder=dict(encoder or {}), tau=tau)
+            manifest = Manifest(dimension=dimension, kind=kind, encoder=dict(encoder or {}), tau=tau,
+                                target_recall=float(target_recall))
             store = cls(folder, manifest, MetaDB(folder / manifest.meta_file, dimension), lock)
             manifest.save(folder)
         except BaseException:
@@ -325,14 +332,22 @@ class VectorStore:
         old.close()
         return len(self)
 
-    def rebuild(self, kind: str | None = None) -> None:
-        """Rebuild the FAISS index from SQLite, as ``kind`` (default: the manifest's kind)."""
+    def rebuild(self, kind: str | None = None, target_recall: float | None = None) -> None:
+        """Rebuild the FAISS index from SQLite, as ``kind`` (default: the manifest's kind), tuned
+        for ``target_recall`` (default: the manifest's)."""
         self._check_writable()
         with self._save_lock:
             if kind is not None:
                 kind_for(kind, 0)  # validates the name
                 self.manifest.kind = kind
+            if target_recall is not None:
+                self.manifest.target_recall = check_target(target_recall)
             self._rebuild_aside()
+
+    @property
+    def search_defaults(self) -> dict:
+        """The built kind's parameters: the tuned knob and the recall measured for it."""
+        return self._kind.describe(self._index) if self._index is not None else {}
 
     def _ensure_index(self) -> None:
         if self._index is None and self._meta.count():
@@ -372,10 +387,16 @@ class VectorStore:
         if kind.trains:
             index.train(self._meta.sample_vectors(train_size(index)))
         last = self._meta.last_seq()
+        probe = ExactNeighbours(*self._meta.sample_rows(SAMPLE, seed=1)) if kind.knob else None
         with tqdm(total=live, desc=f"building {kind.name}", unit="vec", disable=None, file=sys.stderr) as bar:
             for seqs, vectors in self._meta.vectors_after(0, upto=last):
                 index.add_with_ids(vectors, seqs)
+                if probe is not None:
+                    probe.update(seqs, vectors)
                 bar.update(len(seqs))
+        tuning = tune(kind, index, probe, self.manifest.target_recall) if probe is not None else None
+        if tuning is not None:
+            kind.set_knob(tuning.value, tuning.record())
         return index, kind, last, live
 
     def _swap_in(self, built: tuple[faiss.Index | None, IndexKind, int, int]) -> None:
@@ -443,7 +464,7 @@ class VectorStore:
                 index = faiss.read_index(str(path))
             except RuntimeError:
                 problem = "unreadable snapshot"
-        kind = kind_for(self.manifest.built_kind or self.manifest.kind, 0)
+        kind = kind_for(self.manifest.built_kind or self.manifest.kind, 0, self.manifest.params)
         if problem is None:
             missing = self._missing_from(index, kind, int(snap.get("seq", 0)))
             if missing:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from index import VectorStore
 from index.manifest import Manifest
+from index.tuning import DEFAULT_TARGET_RECALL
 
 from .admission import ON_DUPLICATE, Admitted, Outcome, admit
 from .encoders import Encoder, load_encoder
@@ -74,14 +75,15 @@ class Retriever:
     @classmethod
     def create(
         cls, folder: str | Path, model: str | Path | None = None, kind: str = "auto", force: bool = False,
-        holder: dict | None = None, wait_s: float = 0.0,
+        holder: dict | None = None, wait_s: float = 0.0, target_recall: float = DEFAULT_TARGET_RECALL,
     ) -> Retriever:
         """A new, empty index in ``folder`` for the encoder in ``model`` (default: packaged),
-        holding the folder's writer lock until closed."""
+        holding the folder's writer lock until closed. Approximate kinds tune their search knob
+        at each build to reach ``target_recall`` (recall@10)."""
         encoder = load_encoder(model)
         tau = encoder.tau if encoder.tau is not None else (DEFAULT_TAU if model is None else None)
         store = VectorStore.create(folder, encoder.dimension, kind, encoder=encoder.info(), tau=tau, force=force,
-                                   holder=holder, wait_s=wait_s)
+                                   holder=holder, wait_s=wait_s, target_recall=target_recall)
         return cls(encoder, store)
 
     @classmethod
@@ -267,5 +269,5 @@ def describe(store: VectorStore, tau: float | None = None) -> dict:
         "folder": str(store.folder), "count": len(store), "kind": manifest.kind,
         "built_kind": store.built_kind, "dimension": manifest.dimension, "encoder": manifest.encoder,
         "tau": tau if tau is not None else (manifest.tau if manifest.tau is not None else DEFAULT_TAU),
-        "params": manifest.params, "bytes_on_disk": on_disk,
+        "params": manifest.params, "target_recall": manifest.target_recall, "bytes_on_disk": on_disk,
     }

@@ -73,6 +73,7 @@ def test_search_upsert_get_delete_round_trip(url):
                                                    "payload": {"src": "t"}}
         stats = http.get("/stats").json()
         assert stats["count"] == 259 and stats["built_kind"] == "flat" and stats["model"]["dimension"] == 384
+        assert stats["search"] == {}  # exact: nothing to tune
 
         assert http.delete("/items/pet-1").json() == {"deleted": "pet-1"}
         missing = http.get("/items/pet-1")

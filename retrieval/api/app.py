@@ -270,7 +270,8 @@ def create_app(retriever: Retriever, settings: Settings | None = None) -> FastAP
         facts = describe(retriever.store, retriever.tau)
         return StatsOut(count=facts["count"], kind=facts["kind"], built_kind=facts["built_kind"],
                         dimension=facts["dimension"], model=facts["encoder"], tau=facts["tau"],
-                        read_only=settings.read_only, snapshot=snapshots.describe(retriever))
+                        read_only=settings.read_only, snapshot=snapshots.describe(retriever),
+                        search=retriever.store.search_defaults)
 
     @app.get("/metrics", response_class=PlainTextResponse, tags=["service"])
     async def prometheus() -> PlainTextResponse:

@@ -163,6 +163,9 @@ class StatsOut(BaseModel):
     tau: float
     read_only: bool
     snapshot: SnapshotOut
+    #: the built kind's search parameters: the tuned nprobe / ef_search and the recall@10 measured
+    #: for it on the index's own vectors (empty for exact search)
+    search: dict[str, Any] = {}
 
 
 class ValidationIssue(BaseModel):

@@ -17,6 +17,7 @@ import click
 from index import KIND_NAMES, VectorStore
 from index.folder import holder_info, staged_build
 from index.kinds import AUTO_APPROXIMATE_FROM
+from index.tuning import DEFAULT_TARGET_RECALL
 
 from ..errors import TwinError
 from ..tables import TableWriter, table_format
@@ -33,11 +34,15 @@ from .options import checked_rows, corpus_options, index_option, items, model_op
 @click.option("--index-type", type=click.Choice(KIND_NAMES), default="auto", show_default=True,
               help=f"FAISS index kind: auto is exact (flat) below {AUTO_APPROXIMATE_FROM:,} items, "
                    "then ivf-sq8; hnsw and ivf-pq on request.")
+@click.option("--target-recall", type=click.FloatRange(0, 1, min_open=True), default=DEFAULT_TARGET_RECALL,
+              show_default=True, help="Recall@10 the approximate kinds are tuned to reach: at each build they "
+                                      "measure it on a sample of the index's own vectors and pick the smallest "
+                                      "nprobe (ivf) or efSearch (hnsw) that reaches it.")
 @click.option("--force", is_flag=True, help="Replace an existing index in the folder (its own files only).")
 @wait_option
 def build(corpus: Path, index_dir: Path, model: Path | None, text_column: str | None, id_column: str | None,
-          id_prefix: str, no_header: bool, fmt: str | None, batch_size: int, index_type: str, force: bool,
-          wait_s: float) -> None:
+          id_prefix: str, no_header: bool, fmt: str | None, batch_size: int, index_type: str,
+          target_recall: float, force: bool, wait_s: float) -> None:
     """Build an index from CORPUS (CSV, TSV, JSONL, Parquet or plain text).
 
     The whole file is checked first; the index is built in a staging folder inside INDEX and
@@ -46,7 +51,7 @@ def build(corpus: Path, index_dir: Path, model: Path | None, text_column: str | 
 
     total, _, source = checked_rows(corpus, text_column, id_column, id_prefix, no_header, fmt)
     with staged_build(index_dir, force, holder_info(), wait_s) as staging:
-        with Retriever.create(staging, model, index_type) as retriever:
+        with Retriever.create(staging, model, index_type, target_recall=target_recall) as retriever:
             retriever.add(items(source), batch_size, total=total)
             retriever.save()
             summary = (f"built {index_dir}: {len(retriever)} items from {total} rows of {corpus} "
@@ -230,6 +235,17 @@ def delete(ids: tuple[str, ...], index_dir: Path, wait_s: float) -> None:
         raise TwinError(f"not in the index: {', '.join(missing)}")
 
 
+def search_line(params: dict) -> str:
+    """How searches run by default: exact, or the tuned knob with the recall measured for it."""
+    knob = next((k for k in ("nprobe", "ef_search") if k in params), None)
+    if knob is None:
+        return "exact (every vector compared)"
+    if "recall_at_10" not in params:
+        return f"{knob} {params[knob]} (not tuned; rebuild to measure recall)"
+    return (f"{knob} {params[knob]}: recall@10 {params['recall_at_10']:.3f} measured on {params['tuned_on']} of "
+            f"its own vectors (target {params['target_recall']})")
+
+
 @cli.command()
 @index_option
 @click.option("--check", is_flag=True, help="Also compare FAISS with SQLite entry by entry (reads every id).")
@@ -248,6 +264,7 @@ def info(index_dir: Path, check: bool, as_json: bool) -> None:
     encoder = facts["encoder"]
     click.echo(f"index      {facts['folder']}\nitems      {facts['count']}\n"
                f"kind       {facts['kind']} (built as {facts['built_kind']}) {facts['params'] or ''}\n"
+               f"search     {search_line(facts['params'])}\n"
                f"dimension  {facts['dimension']}\nencoder    {encoder.get('name')} "
                f"(fingerprint {encoder.get('fingerprint')})\ntau        {facts['tau']:.4f}\n"
                f"on disk    {facts['bytes_on_disk'] / 1e6:.1f} MB")
