@@ -30,12 +30,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from index import BadVectorError, VectorStore, check_vectors  # noqa: E402
 
 
-def clustered(n: int, dim: int, seed: int, latent: int = 64, spread: float = 0.3, noise: float = 0.02,
-              loners: float = 0.0) -> np.ndarray:
+def clustered(n: int, dim: int, seed: int, latent: int = 256, spread: float = 1.0, noise: float = 0.02,
+              loners: float = 0.15) -> np.ndarray:
     """``n`` unit vectors with the shape of sentence embeddings: low intrinsic dimension (a
     ``latent``-d subspace) and nested clusters (n/1000 topics, n/20 subtopics, items around a
     subtopic at ``spread``; a ``loners`` fraction belongs to no subtopic), plus isotropic
-    ``noise``. ``scripts/fit_synthetic.py`` fits the knobs to real vectors."""
+    ``noise``. The defaults are fitted (``scripts/fit_synthetic.py``) to the ivf-sq8 recall-vs-nprobe
+    curve of 59k real MiniLM embeddings of QQP questions; the former defaults (latent 64, spread
+    0.3, no loners) were far easier: recall@10 0.9998 at nprobe 8 where real vectors give 0.86."""
     rng = np.random.default_rng(seed)
     basis = np.linalg.qr(rng.standard_normal((dim, dim)))[0][:, :latent].astype(np.float32)
     topics = rng.standard_normal((max(1, n // 1000), latent)).astype(np.float32)
