@@ -387,17 +387,31 @@ class VectorStore:
         if kind.trains:
             index.train(self._meta.sample_vectors(train_size(index)))
         last = self._meta.last_seq()
-        probe = ExactNeighbours(*self._meta.sample_rows(SAMPLE, seed=1)) if kind.knob else None
+        probe = self._held_out(kind, live, last)
         with tqdm(total=live, desc=f"building {kind.name}", unit="vec", disable=None, file=sys.stderr) as bar:
             for seqs, vectors in self._meta.vectors_after(0, upto=last):
-                index.add_with_ids(vectors, seqs)
-                if probe is not None:
-                    probe.update(seqs, vectors)
                 bar.update(len(seqs))
-        tuning = tune(kind, index, probe, self.manifest.target_recall) if probe is not None else None
-        if tuning is not None:
-            kind.set_knob(tuning.value, tuning.record())
+                if probe is not None:  # the sample goes in after tuning: true held-out queries
+                    kept = ~np.isin(seqs, probe.seqs)
+                    seqs, vectors = seqs[kept], vectors[kept]
+                    probe.update(seqs, vectors)
+                index.add_with_ids(vectors, seqs)
+        if probe is not None:
+            tuning = tune(kind, index, probe, self.manifest.target_recall)
+            if tuning is not None:
+                kind.set_knob(tuning.value, tuning.record())
+            index.add_with_ids(probe.queries, probe.seqs)
         return index, kind, last, live
+
+    def _held_out(self, kind: IndexKind, live: int, last: int) -> ExactNeighbours | None:
+        """A sample of the rows up to seq ``last`` (a tenth, at most ``SAMPLE``) to tune ``kind``'s
+        knob with, or None for a kind without one or an index too small to hold any out. (A row
+        written after ``last`` is replayed by ``_swap_in``; it must not go in twice.)"""
+        size = min(SAMPLE, live // 10)
+        if not kind.knob or size < 1:
+            return None
+        seqs, vectors = self._meta.sample_rows(size, seed=1)
+        return ExactNeighbours(seqs[seqs <= last], vectors[seqs <= last])
 
     def _swap_in(self, built: tuple[faiss.Index | None, IndexKind, int, int]) -> None:
         """Make a built index current (the caller holds the write lock)."""

@@ -39,6 +39,7 @@ def clustered(n: int, dim: int, seed: int, latent: int = 256, spread: float = 1.
     curve of 59k real MiniLM embeddings of QQP questions; the former defaults (latent 64, spread
     0.3, no loners) were far easier: recall@10 0.9998 at nprobe 8 where real vectors give 0.86."""
     rng = np.random.default_rng(seed)
+    latent = min(latent, dim)
     basis = np.linalg.qr(rng.standard_normal((dim, dim)))[0][:, :latent].astype(np.float32)
     topics = rng.standard_normal((max(1, n // 1000), latent)).astype(np.float32)
     topics /= np.linalg.norm(topics, axis=1, keepdims=True)
@@ -107,6 +108,7 @@ KNOBS = {
     "ivf-pq": [{}, {"nprobe": 16}, {"nprobe": 32}, {"nprobe": 64}, {"nprobe": 128}],
     "hnsw": [{}, {"ef_search": 16}, {"ef_search": 32}, {"ef_search": 64}, {"ef_search": 128}, {"ef_search": 256}],
 }
+KNOBS["hnsw-sq8"] = KNOBS["hnsw"]
 
 
 def load_vectors(path: Path, dim: int | None = None) -> np.ndarray:
@@ -169,7 +171,7 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=None, help="dimension (synthetic: 384; checked for --vectors)")
     parser.add_argument("--n-queries", type=int, default=1000, help="queries for recall and throughput")
     parser.add_argument("--singles", type=int, default=300, help="queries timed one at a time")
-    parser.add_argument("--kinds", default="flat,ivf-sq8,ivf-pq,hnsw,auto", help="comma-separated kinds")
+    parser.add_argument("--kinds", default="flat,ivf-sq8,ivf-pq,hnsw,hnsw-sq8,auto", help="comma-separated kinds")
     parser.add_argument("--target-recall", type=float, default=0.95, help="recall@10 the builds tune for")
     parser.add_argument("--folder", default=None, help="where to put the store (default: a temp dir)")
     parser.add_argument("--json", dest="json_out", default=None, help="also write the results here")

@@ -58,10 +58,10 @@ def test_build_tunes_the_approximate_kinds_and_info_shows_it(demo_index, tmp_pat
     result = twin("build", DEMO_CSV, "--index", tmp_path / "ix", "--index-type", "hnsw", "--target-recall", "0.99")
     assert result.exit_code == 0, result.output
     params = json.loads(twin("info", "--index", tmp_path / "ix", "--json").stdout)["params"]
-    assert params["target_recall"] == 0.99 and params["recall_at_10"] >= 0.99 and params["tuned_on"] == 258
+    assert params["target_recall"] == 0.99 and params["recall_at_10"] >= 0.99 and params["tuned_on"] == 25
     line = next(x for x in twin("info", "--index", tmp_path / "ix").stdout.splitlines() if x.startswith("search"))
     assert line == (f"search     ef_search {params['ef_search']}: recall@10 {params['recall_at_10']:.3f} "
-                    "measured on 258 of its own vectors (target 0.99)")
+                    "measured on 25 of its own vectors held out (target 0.99)")
     bad = twin("build", DEMO_CSV, "--index", tmp_path / "other", "--target-recall", "1.5")
     assert bad.exit_code == 2 and "'--target-recall': 1.5 is not in the range 0<x<=1" in bad.stderr
 

@@ -1,7 +1,7 @@
 """A writer killed with SIGKILL again and again, in adds, replacements, deletes, snapshots and
 rebuilds aside; after every kill the index opens whole and holds exactly what was acknowledged.
 
-Two runs: ``auto`` crossing 30,000 items (so its flat index is rebuilt aside as ivf-sq8) and
+Two runs: ``auto`` crossing 30,000 items (so its flat index is rebuilt aside as hnsw-sq8) and
 ``hnsw`` taking enough replacements and deletes to pass 1,000 tombstones (a compaction rebuild).
 The encoder is a siamese LSTM saved untrained: real encoding of real texts, fast enough for 50
 restarts. ``TWIN_CRASH_ROUNDS`` sets the kills per run (default 50)."""
@@ -148,7 +148,7 @@ def check(folder: Path, model: Path, expected: Expected, sample: int, rng: rando
         # HNSW can leave a node no link leads to (in this dense cloud, about 1 in 5,000): the item
         # is in FAISS (verify() above: no row missing) yet no graph search reaches it. That is the
         # kind's approximation, not a lost write; the exact-candidate kinds get no such allowance.
-        allowed = len(picked) // 1000 + 1 if retriever.store.built_kind == "hnsw" else 0
+        allowed = len(picked) // 1000 + 1 if retriever.store.built_kind.startswith("hnsw") else 0
         assert len(wrong) <= allowed, f"{len(wrong)} acknowledged items not at rank 1 for their own text: {wrong[:3]}"
 
 
@@ -175,7 +175,7 @@ def test_sigkill_loop_keeps_every_acknowledged_write(tmp_path, kind, start_items
         retriever.save()
         built = retriever.store.built_kind
     check(folder, model, expected, sample=len(expected.present), rng=rng)
-    if kind == "auto" and ROUNDS >= 20:  # it crossed 30,000 items and was rebuilt as ivf-sq8
-        assert seen["most items"] >= 30_000 and (built == "ivf-sq8" or seen.get("saved as ivf-sq8")), (built, seen)
+    if kind == "auto" and ROUNDS >= 20:  # it crossed 30,000 items and was rebuilt as hnsw-sq8
+        assert seen["most items"] >= 30_000 and (built == "hnsw-sq8" or seen.get("saved as hnsw-sq8")), (built, seen)
     assert {"add", "replace", "delete", "save"} <= set(seen), seen  # killed in each kind of write
     assert seen.get("rebuild", 0) >= 1 or ROUNDS < len(TARGETS), seen

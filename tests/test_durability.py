@@ -53,7 +53,7 @@ def run_and_kill(folder, kind: str, mode: str, seed: int, after_acks: int, extra
     return acked
 
 
-@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf-sq8"])
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "hnsw-sq8", "ivf-sq8"])
 def test_sigkill_mid_write_leaves_a_readable_index(tmp_path, kind):
     folder = tmp_path / "ix"
     rng = np.random.default_rng(0)

@@ -12,7 +12,7 @@ from index import BadVectorError, EncoderMismatchError, IndexFolderError, Vector
 
 from .conftest import clustered
 
-KINDS = ["flat", "hnsw", "ivf-sq8", "ivf-pq"]
+KINDS = ["flat", "hnsw", "hnsw-sq8", "ivf-sq8", "ivf-pq"]
 DIM = 32
 
 
@@ -150,9 +150,9 @@ def test_auto_switches_to_approximate_past_threshold(tmp_path, monkeypatch, data
     assert store.built_kind == "flat"
     store.add(ids_of(2500, 500), data[500:])
     store.save()
-    assert store.built_kind == "ivf-sq8"
+    assert store.built_kind == "hnsw-sq8"
     store.close()
-    assert VectorStore.open(tmp_path / "ix").built_kind == "ivf-sq8"
+    assert VectorStore.open(tmp_path / "ix").built_kind == "hnsw-sq8"
 
 
 def test_rebuild_compacts_tombstones(tmp_path, data):
@@ -221,7 +221,7 @@ def test_empty_store_searches_empty(tmp_path):
 
 
 def test_rebuild_aside_keeps_writes_made_during_it(tmp_path, monkeypatch, data):
-    """A save that rebuilds (here flat -> ivf-sq8) builds without the lock; writes that land
+    """A save that rebuilds (here flat -> hnsw-sq8) builds without the lock; writes that land
     meanwhile must all be in the index that is swapped in."""
     import threading
 
@@ -241,7 +241,7 @@ def test_rebuild_aside_keeps_writes_made_during_it(tmp_path, monkeypatch, data):
 
     monkeypatch.setattr(store, "_build", slow_build)
     store.save()
-    assert built.is_set() and store.built_kind == "ivf-sq8"
+    assert built.is_set() and store.built_kind == "hnsw-sq8"
     assert len(store) == 2999
     for i in (2000, 2999, 1500):
         assert store.search(data[i], k=1)[0][0].id == f"item-{i}"

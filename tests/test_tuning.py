@@ -68,7 +68,7 @@ def test_tuned_ef_search_survives_reopening_and_rebuild_retunes(tmp_path):
     data = spread(3000, 3)
     store = store_of(tmp_path / "ix", "hnsw", data, 0.9)
     chosen = store.search_defaults["ef_search"]
-    assert store.search_defaults["recall_at_10"] >= 0.9 and store.search_defaults["tuned_on"] == 1000
+    assert store.search_defaults["recall_at_10"] >= 0.9 and store.search_defaults["tuned_on"] == 300
     store.close()
     manifest = json.loads((tmp_path / "ix" / "manifest.json").read_text())
     assert manifest["target_recall"] == 0.9 and manifest["params"]["ef_search"] == chosen

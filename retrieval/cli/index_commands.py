@@ -33,7 +33,7 @@ from .options import checked_rows, corpus_options, index_option, items, model_op
 @corpus_options
 @click.option("--index-type", type=click.Choice(KIND_NAMES), default="auto", show_default=True,
               help=f"FAISS index kind: auto is exact (flat) below {AUTO_APPROXIMATE_FROM:,} items, "
-                   "then ivf-sq8; hnsw and ivf-pq on request.")
+                   "then hnsw-sq8; hnsw, ivf-sq8 and ivf-pq on request.")
 @click.option("--target-recall", type=click.FloatRange(0, 1, min_open=True), default=DEFAULT_TARGET_RECALL,
               show_default=True, help="Recall@10 the approximate kinds are tuned to reach: at each build they "
                                       "measure it on a sample of the index's own vectors and pick the smallest "
@@ -243,7 +243,7 @@ def search_line(params: dict) -> str:
     if "recall_at_10" not in params:
         return f"{knob} {params[knob]} (not tuned; rebuild to measure recall)"
     return (f"{knob} {params[knob]}: recall@10 {params['recall_at_10']:.3f} measured on {params['tuned_on']} of "
-            f"its own vectors (target {params['target_recall']})")
+            f"its own vectors held out (target {params['target_recall']})")
 
 
 @cli.command()
