@@ -16,7 +16,7 @@ import click
 
 from index import KIND_NAMES, VectorStore
 from index.folder import holder_info, staged_build
-from index.kinds import AUTO_APPROXIMATE_FROM
+from index.kinds import AUTO_APPROXIMATE_FROM, MEASURED_KEYS
 from index.tuning import DEFAULT_TARGET_RECALL
 
 from ..errors import TwinError
@@ -235,6 +235,12 @@ def delete(ids: tuple[str, ...], index_dir: Path, wait_s: float) -> None:
         raise TwinError(f"not in the index: {', '.join(missing)}")
 
 
+def build_params(params: dict) -> str:
+    """The build's own parameters (nlist, M, ...), without the tuned knob that ``search_line`` shows."""
+    shown = {k: v for k, v in params.items() if k not in ("nprobe", "ef_search", *MEASURED_KEYS)}
+    return " ".join(f"{k} {v}" for k, v in shown.items())
+
+
 def search_line(params: dict) -> str:
     """How searches run by default: exact, or the tuned knob with the recall measured for it."""
     knob = next((k for k in ("nprobe", "ef_search") if k in params), None)
@@ -263,7 +269,7 @@ def info(index_dir: Path, check: bool, as_json: bool) -> None:
         return
     encoder = facts["encoder"]
     click.echo(f"index      {facts['folder']}\nitems      {facts['count']}\n"
-               f"kind       {facts['kind']} (built as {facts['built_kind']}) {facts['params'] or ''}\n"
+               f"kind       {facts['kind']} (built as {facts['built_kind']}) {build_params(facts['params'])}\n"
                f"search     {search_line(facts['params'])}\n"
                f"dimension  {facts['dimension']}\nencoder    {encoder.get('name')} "
                f"(fingerprint {encoder.get('fingerprint')})\ntau        {facts['tau']:.4f}\n"
