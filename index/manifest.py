@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .errors import IndexFolderError
-from .tuning import DEFAULT_TARGET_RECALL
+from .tuning import DEFAULT_TARGET_RECALL, check_target
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -82,8 +82,9 @@ class Manifest:
                 return f"{name!r} is {type(value).__name__}, expected {kind.__name__}"
         if self.tau is not None and (not isinstance(self.tau, int | float) or isinstance(self.tau, bool)):
             return f"'tau' is {type(self.tau).__name__}, expected a number"
-        if isinstance(self.target_recall, bool) or not isinstance(self.target_recall, int | float) \
-                or not 0 < self.target_recall <= 1:
+        try:
+            check_target(self.target_recall)
+        except ValueError:
             return f"'target_recall' {self.target_recall!r} is not in (0, 1]"
         if self.dimension < 1:
             return f"'dimension' is {self.dimension}"
