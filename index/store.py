@@ -262,6 +262,7 @@ class VectorStore:
             raise ValueError(f"k must be at least 1, got {k}")
         queries = self._checked(vectors)
         self._ensure_index()
+        one_thread_for_one_query(len(queries))
         with self._lock.read():
             if self._index is None or self._index.ntotal == 0:
                 return [[] for _ in range(len(queries))]
@@ -528,6 +529,17 @@ class _SnapshotGone(Exception):
     """The snapshot named by the manifest vanished while a reader opened it (a newer one exists)."""
 
 
+def one_thread_for_one_query(n: int) -> None:
+    """FAISS's OpenMP threads for a search of ``n`` queries, in the calling thread only (the
+    OpenMP thread count is per thread): one for a single query, whose work is too small to share
+    and whose idle team would spin on the cores the encoder needs next; every core for batches."""
+    faiss.omp_set_num_threads(1 if n == 1 else CORES)
+
+
+#: The cores this process may run on.
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def _open_meta(folder: Path, manifest: Manifest, read_only: bool) -> MetaDB:
     path = folder / manifest.meta_file
     if not path.is_file():
@@ -589,6 +601,10 @@ def _checked_id(item_id: object) -> str:
 def _check_encoder(folder: Path, built: dict, given: dict | None) -> None:
     if not given:
         return
+    was, now = built.get("backend") or "torch", given.get("backend")
+    if now and now != was:  # the same weights run another way: vectors differ slightly, not in kind
+        print(f"warning: {folder} was built with the {was} backend and is opened with {now}: their vectors "
+              f"differ slightly (cosine ~0.99); rebuild with --backend {now} for exact agreement", file=sys.stderr)
     for key in ("dimension", "fingerprint"):
         if built.get(key) is not None and given.get(key) is not None and built[key] != given[key]:
             raise EncoderMismatchError(

@@ -76,11 +76,12 @@ class Retriever:
     def create(
         cls, folder: str | Path, model: str | Path | None = None, kind: str = "auto", force: bool = False,
         holder: dict | None = None, wait_s: float = 0.0, target_recall: float = DEFAULT_TARGET_RECALL,
+        backend: str | None = None,
     ) -> Retriever:
         """A new, empty index in ``folder`` for the encoder in ``model`` (default: packaged),
         holding the folder's writer lock until closed. Approximate kinds tune their search knob
-        at each build to reach ``target_recall`` (recall@10)."""
-        encoder = load_encoder(model)
+        at each build to reach ``target_recall`` (recall@10). ``backend``: see ``choose_backend``."""
+        encoder = load_encoder(model, backend)
         tau = encoder.tau if encoder.tau is not None else (DEFAULT_TAU if model is None else None)
         store = VectorStore.create(folder, encoder.dimension, kind, encoder=encoder.info(), tau=tau, force=force,
                                    holder=holder, wait_s=wait_s, target_recall=target_recall)
@@ -88,11 +89,12 @@ class Retriever:
 
     @classmethod
     def open(cls, folder: str | Path, model: str | Path | None = None, read_only: bool = False,
-             holder: dict | None = None, wait_s: float = 0.0) -> Retriever:
-        """Open an index; the model defaults to the one it was built with. A writer (the default)
-        holds the folder's writer lock until closed; ``read_only`` takes none and writes nothing."""
+             holder: dict | None = None, wait_s: float = 0.0, backend: str | None = None) -> Retriever:
+        """Open an index; the model and backend default to those it was built with. A writer (the
+        default) holds the folder's writer lock until closed; ``read_only`` takes none and writes nothing."""
         manifest = Manifest.load(Path(folder))
-        encoder = load_encoder(model if model is not None else built_model(Path(folder), manifest.encoder))
+        encoder = load_encoder(model if model is not None else built_model(Path(folder), manifest.encoder),
+                               backend, manifest.encoder)
         store = VectorStore.open(folder, encoder=encoder.info(), read_only=read_only, holder=holder, wait_s=wait_s)
         return cls(encoder, store)
 

@@ -11,7 +11,7 @@ import click
 from ..errors import TwinError
 from ..tables import table_format
 from .group import cli
-from .options import corpus_options, model_option, rows, say
+from .options import backend_option, corpus_options, model_option, rows, say
 
 
 @cli.command()
@@ -22,6 +22,7 @@ from .options import corpus_options, model_option, rows, say
               help="An index built from this corpus: reuse its vectors (and its model and tau) instead of "
                    "encoding; items it lacks or holds with another text are encoded.")
 @model_option
+@backend_option
 @corpus_options
 @click.option("--threshold", type=click.FloatRange(-1, 1, min_open=True, max_open=True), default=None,
               help="Duplicates when cosine > this (default: the index's or the model's calibrated tau).")
@@ -39,9 +40,9 @@ from .options import corpus_options, model_option, rows, say
 @click.option("--nprobe", type=click.IntRange(1), default=None,
               help="IVF lists visited per item in the self-join of 50,000 items or more (default 8).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object on stdout.")
-def groups(corpus: Path, output: Path, index_dir: Path | None, model: Path | None, text_column: str | None,
-           id_column: str | None, id_prefix: str, no_header: bool, fmt: str | None, batch_size: int,
-           threshold: float | None, linkage: str, keep: str, pairs_path: Path | None, k: int,
+def groups(corpus: Path, output: Path, index_dir: Path | None, model: Path | None, backend: str | None,
+           text_column: str | None, id_column: str | None, id_prefix: str, no_header: bool, fmt: str | None,
+           batch_size: int, threshold: float | None, linkage: str, keep: str, pairs_path: Path | None, k: int,
            nprobe: int | None, as_json: bool) -> None:
     """Find every group of near-duplicates in CORPUS and choose one item of each to keep.
 
@@ -55,8 +56,8 @@ def groups(corpus: Path, output: Path, index_dir: Path | None, model: Path | Non
     corpus_args = (text_column, id_column, id_prefix, no_header, fmt)
     if next(rows(corpus, *corpus_args), None) is None:
         raise TwinError(f"{corpus}: no items in the file")
-    grouper = (Grouper.for_index(index_dir, model, threshold) if index_dir is not None
-               else Grouper.for_model(model, threshold))
+    grouper = (Grouper.for_index(index_dir, model, threshold, backend) if index_dir is not None
+               else Grouper.for_model(model, threshold, backend))
     with grouper:
         grouping = grouper.group(rows(corpus, *corpus_args), linkage, keep, k, batch_size, nprobe)
     started = time.perf_counter()

@@ -23,13 +23,14 @@ from ..errors import TwinError
 from ..tables import TableWriter, table_format
 from ..util import chunked
 from .group import cli
-from .options import checked_rows, corpus_options, index_option, items, model_option, say, wait_option
+from .options import backend_option, checked_rows, corpus_options, index_option, items, model_option, say, wait_option
 
 
 @cli.command()
 @click.argument("corpus", type=click.Path(path_type=Path))
 @index_option
 @model_option
+@backend_option
 @corpus_options
 @click.option("--index-type", type=click.Choice(KIND_NAMES), default="auto", show_default=True,
               help=f"FAISS index kind: auto is exact (flat) below {AUTO_APPROXIMATE_FROM:,} items, "
@@ -40,8 +41,8 @@ from .options import checked_rows, corpus_options, index_option, items, model_op
                                       "nprobe (ivf) or efSearch (hnsw) that reaches it.")
 @click.option("--force", is_flag=True, help="Replace an existing index in the folder (its own files only).")
 @wait_option
-def build(corpus: Path, index_dir: Path, model: Path | None, text_column: str | None, id_column: str | None,
-          id_prefix: str, no_header: bool, fmt: str | None, batch_size: int, index_type: str,
+def build(corpus: Path, index_dir: Path, model: Path | None, backend: str | None, text_column: str | None,
+          id_column: str | None, id_prefix: str, no_header: bool, fmt: str | None, batch_size: int, index_type: str,
           target_recall: float, force: bool, wait_s: float) -> None:
     """Build an index from CORPUS (CSV, TSV, JSONL, Parquet or plain text).
 
@@ -51,7 +52,7 @@ def build(corpus: Path, index_dir: Path, model: Path | None, text_column: str | 
 
     total, _, source = checked_rows(corpus, text_column, id_column, id_prefix, no_header, fmt)
     with staged_build(index_dir, force, holder_info(), wait_s) as staging:
-        with Retriever.create(staging, model, index_type, target_recall=target_recall) as retriever:
+        with Retriever.create(staging, model, index_type, target_recall=target_recall, backend=backend) as retriever:
             retriever.add(items(source), batch_size, total=total)
             retriever.save()
             summary = (f"built {index_dir}: {len(retriever)} items from {total} rows of {corpus} "
@@ -63,6 +64,7 @@ def build(corpus: Path, index_dir: Path, model: Path | None, text_column: str | 
 @click.argument("corpus", type=click.Path(path_type=Path))
 @index_option
 @model_option
+@backend_option
 @corpus_options
 @click.option("--on-duplicate", type=click.Choice(["add", "skip", "report"]), default="add", show_default=True,
               help="add: store every item; skip: store only items with no match above tau (in the index or "
@@ -70,9 +72,9 @@ def build(corpus: Path, index_dir: Path, model: Path | None, text_column: str | 
 @click.option("--json", "as_json", is_flag=True,
               help="Print every item's outcome as a JSON line (id, stored, duplicate_of, score).")
 @wait_option
-def add(corpus: Path, index_dir: Path, model: Path | None, text_column: str | None, id_column: str | None,
-        id_prefix: str, no_header: bool, fmt: str | None, batch_size: int, on_duplicate: str, as_json: bool,
-        wait_s: float) -> None:
+def add(corpus: Path, index_dir: Path, model: Path | None, backend: str | None, text_column: str | None,
+        id_column: str | None, id_prefix: str, no_header: bool, fmt: str | None, batch_size: int, on_duplicate: str,
+        as_json: bool, wait_s: float) -> None:
     """Add or replace (same id) the items of CORPUS in an existing index; no retraining.
 
     With --on-duplicate skip or report, the items skipped (or that would be) are listed on
@@ -84,7 +86,7 @@ def add(corpus: Path, index_dir: Path, model: Path | None, text_column: str | No
     total, numbered, source = checked_rows(corpus, text_column, id_column, id_prefix, no_header, fmt)
     report_only = on_duplicate == "report"
     opened = Retriever.open(index_dir, model, read_only=report_only,
-                            holder=None if report_only else holder_info(), wait_s=wait_s)
+                            holder=None if report_only else holder_info(), wait_s=wait_s, backend=backend)
     with opened as retriever:
         if numbered and not report_only:
             _refuse_numbered_clashes(corpus, index_dir, retriever, checked_rows(
@@ -136,6 +138,7 @@ def _refuse_numbered_clashes(corpus: Path, index_dir: Path, retriever, source: I
 @click.argument("texts", nargs=-1)
 @index_option
 @model_option
+@backend_option
 @click.option("-k", "k", type=click.IntRange(1, 10_000), default=5, show_default=True, help="Matches per query.")
 @click.option("--threshold", type=click.FloatRange(-1, 1), default=None,
               help="Duplicate when cosine > this (default: the index's calibrated tau).")
@@ -143,8 +146,9 @@ def _refuse_numbered_clashes(corpus: Path, index_dir: Path, retriever, source: I
 @click.option("--nprobe", type=click.IntRange(1), default=None, help="IVF lists to visit (ivf kinds).")
 @click.option("--ef-search", type=click.IntRange(1), default=None, help="HNSW search breadth (hnsw kind).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object a query, one a line.")
-def query(texts: tuple[str, ...], index_dir: Path, model: Path | None, k: int, threshold: float | None,
-          duplicates_only: bool, nprobe: int | None, ef_search: int | None, as_json: bool) -> None:
+def query(texts: tuple[str, ...], index_dir: Path, model: Path | None, backend: str | None, k: int,
+          threshold: float | None, duplicates_only: bool, nprobe: int | None, ef_search: int | None,
+          as_json: bool) -> None:
     """Find the nearest stored items of each TEXT (none given: one query a line from stdin,
     each answered as soon as it is read)."""
     from ..retriever import Retriever
@@ -153,7 +157,7 @@ def query(texts: tuple[str, ...], index_dir: Path, model: Path | None, k: int, t
     first = next(batches, None)
     if first is None:
         raise TwinError("no query: give TEXT arguments or lines on stdin")
-    with Retriever.open(index_dir, model, read_only=True) as retriever:
+    with Retriever.open(index_dir, model, read_only=True, backend=backend) as retriever:
         tau = retriever.tau if threshold is None else threshold
         for batch in itertools.chain([first], batches):
             for result in retriever.search(batch, k, threshold, duplicates_only, nprobe=nprobe, ef_search=ef_search):
@@ -185,6 +189,7 @@ def _format(result, tau: float) -> str:  # noqa: ANN001 - QueryResult
 @click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
 @index_option
 @model_option
+@backend_option
 @corpus_options
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write results to OUT.csv, .tsv, .jsonl or .parquet (default: CSV on stdout).")
@@ -192,8 +197,8 @@ def _format(result, tau: float) -> str:  # noqa: ANN001 - QueryResult
               help="Duplicate when cosine > this (default: the index's calibrated tau).")
 @click.option("--exclude-self", is_flag=True, help="Skip a match whose id is the row's own id "
               "(for checking a corpus against its own index).")
-def dedup(input_path: Path, index_dir: Path, model: Path | None, text_column: str | None, id_column: str | None,
-          id_prefix: str, no_header: bool, fmt: str | None, batch_size: int, output: Path | None,
+def dedup(input_path: Path, index_dir: Path, model: Path | None, backend: str | None, text_column: str | None,
+          id_column: str | None, id_prefix: str, no_header: bool, fmt: str | None, batch_size: int, output: Path | None,
           threshold: float | None, exclude_self: bool) -> None:
     """For each row of INPUT: its best match in the index, the score and the verdict."""
     from ..retriever import Retriever
@@ -203,7 +208,8 @@ def dedup(input_path: Path, index_dir: Path, model: Path | None, text_column: st
     types = {"score": float, "duplicate": bool}
     _, _, source = checked_rows(input_path, text_column, id_column, id_prefix, no_header, fmt)
     total = duplicates = 0
-    with Retriever.open(index_dir, model, read_only=True) as retriever, TableWriter(output, fields, types) as table:
+    opened = Retriever.open(index_dir, model, read_only=True, backend=backend)
+    with opened as retriever, TableWriter(output, fields, types) as table:
         for chunk in chunked(source, 256):
             results = retriever.search([r.text for r in chunk], 2 if exclude_self else 1, threshold,
                                        batch_size=batch_size)

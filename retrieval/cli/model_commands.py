@@ -11,7 +11,7 @@ import click
 
 from ..errors import TwinError
 from .group import cli
-from .options import say
+from .options import backend_option, say
 
 
 def pair_options(f: Callable) -> Callable:
@@ -36,10 +36,10 @@ def _pairs(path: Path, first: str, second: str, label: str, no_header: bool):  #
     return read_labelled(path, PairColumns(first, second, label, header=not no_header))
 
 
-def _model_encoder(model: Path | None):  # noqa: ANN202 - Encoder
+def _model_encoder(model: Path | None, backend: str | None):  # noqa: ANN202 - Encoder
     from ..encoders import load_encoder
 
-    return load_encoder(model)
+    return load_encoder(model, backend)
 
 
 @cli.command()
@@ -70,11 +70,12 @@ def _model_encoder(model: Path | None):  # noqa: ANN202 - Encoder
 @click.option("--near-miss-pairs", type=click.IntRange(0), default=32, show_default=True,
               help="Labelled non-duplicate pairs sampled into each batch for the quadruplet term (0: off).")
 @pair_options
+@backend_option
 @click.option("--force", is_flag=True, help="Replace an existing model folder.")
 def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epochs: int, batch_size: int,
           margin: float, lr: float | None, max_seq_length: int, seed: int, dev: Path | None, exclude: tuple[Path, ...],
           objective: str, topic_batches: bool, near_miss_rows: bool, near_miss_pairs: int, first_column: str,
-          second_column: str, label_column: str, no_header: bool, force: bool) -> None:
+          second_column: str, label_column: str, no_header: bool, backend: str | None, force: bool) -> None:
     """Train a siamese encoder with triplet loss on PAIRS (or triplets) and save it to --out."""
     from ..calibrate import calibrate_model, save_calibration
     from ..pairs import drop_leaks, leakage_key
@@ -111,7 +112,7 @@ def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epo
     summary = run(trainable, batches, config, out, dev_data.pairs if dev_data else None)
     say(f"trained {encoder_kind} on {summary['pairs']} duplicate pairs in {summary['seconds']} s -> {out}")
     if dev_data:
-        calibration = calibrate_model(_model_encoder(out), dev_data.pairs, objective)
+        calibration = calibrate_model(_model_encoder(out, backend), dev_data.pairs, objective)
         save_calibration(out, calibration, str(dev))
         m = calibration["metrics"]
         say(f"calibrated on {dev}: tau {calibration['tau']:.4f}, accuracy {m['accuracy']:.4f}, F1 {m['f1']:.4f}")
@@ -125,14 +126,15 @@ def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epo
 @click.option("--objective", default="accuracy", show_default=True,
               help="Maximise accuracy, f1, or precision@R (best precision with recall >= R, e.g. precision@0.9).")
 @pair_options
+@backend_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def calibrate(pairs_path: Path, model: Path, objective: str, first_column: str, second_column: str,
-              label_column: str, no_header: bool, as_json: bool) -> None:
+              label_column: str, no_header: bool, backend: str | None, as_json: bool) -> None:
     """Choose tau on labelled PAIRS and save it in the model folder."""
     from ..calibrate import calibrate_model, save_calibration
 
     data = _pairs(pairs_path, first_column, second_column, label_column, no_header)
-    result = calibrate_model(_model_encoder(model), data.pairs, objective)
+    result = calibrate_model(_model_encoder(model, backend), data.pairs, objective)
     save_calibration(model, result, str(pairs_path))
     if as_json:
         click.echo(json.dumps(result))
@@ -145,11 +147,12 @@ def calibrate(pairs_path: Path, model: Path, objective: str, first_column: str, 
 @click.option("--model", type=click.Path(path_type=Path), default=None, help="Model folder (default: packaged MiniLM).")
 @click.option("--threshold", type=click.FloatRange(-1, 1), default=None, help="tau (default: the model's).")
 @pair_options
+@backend_option
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write score histograms and the precision-recall curve to this PNG.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def evaluate(pairs_path: Path, model: Path | None, threshold: float | None, first_column: str, second_column: str,
-             label_column: str, no_header: bool, plot: Path | None, as_json: bool) -> None:
+             label_column: str, no_header: bool, backend: str | None, plot: Path | None, as_json: bool) -> None:
     """Pair metrics of a model on labelled PAIRS at its tau."""
     import numpy as np
 
@@ -157,7 +160,7 @@ def evaluate(pairs_path: Path, model: Path | None, threshold: float | None, firs
     from ..retriever import DEFAULT_TAU
 
     data = _pairs(pairs_path, first_column, second_column, label_column, no_header)
-    encoder = _model_encoder(model)
+    encoder = _model_encoder(model, backend)
     tau = threshold if threshold is not None else (encoder.tau if encoder.tau is not None else DEFAULT_TAU)
     scores = ev.pair_scores(encoder, data.pairs)
     labels = np.array([p.label for p in data.pairs])
@@ -175,14 +178,15 @@ def evaluate(pairs_path: Path, model: Path | None, threshold: float | None, firs
 @click.argument("pairs_path", metavar="PAIRS", type=click.Path(path_type=Path))
 @click.option("--model", type=click.Path(path_type=Path), default=None, help="Model folder (default: packaged MiniLM).")
 @pair_options
+@backend_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def eval_retrieval(pairs_path: Path, model: Path | None, first_column: str, second_column: str, label_column: str,
-                   no_header: bool, as_json: bool) -> None:
+                   no_header: bool, backend: str | None, as_json: bool) -> None:
     """One-shot retrieval: index every question of PAIRS, find each one's duplicates."""
     from ..evaluate import retrieval_metrics
 
     data = _pairs(pairs_path, first_column, second_column, label_column, no_header)
-    metrics = retrieval_metrics(_model_encoder(model), data.pairs)
+    metrics = retrieval_metrics(_model_encoder(model, backend), data.pairs)
     if as_json:
         click.echo(json.dumps(metrics))
         return

@@ -22,6 +22,12 @@ def model_option(f: Callable) -> Callable:
                              "built with; for a new index, the packaged all-MiniLM-L6-v2).")(f)
 
 
+def backend_option(f: Callable) -> Callable:
+    return click.option("--backend", type=click.Choice(["onnx", "torch"]), envvar="TWIN_BACKEND", default=None,
+                        help="What runs the model: onnx (int8 ONNX Runtime, exported once into the model folder) "
+                             "or torch (also from env TWIN_BACKEND; default: the index's, else onnx).")(f)
+
+
 def wait_option(f: Callable) -> Callable:
     return click.option("--wait", "wait_s", type=click.FloatRange(0), default=0.0, show_default=True,
                         help="Seconds to wait for another process writing the index to finish "

@@ -12,12 +12,13 @@ from index.folder import holder_info
 
 from ..errors import TwinError
 from .group import cli
-from .options import index_option, model_option, say, wait_option
+from .options import backend_option, index_option, model_option, say, wait_option
 
 
 @cli.command()
 @index_option
 @model_option
+@backend_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback unless told).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
               help="Port to listen on (0: any free port, printed at start).")
@@ -33,14 +34,14 @@ from .options import index_option, model_option, say, wait_option
 @click.option("--snapshot-every", type=click.FloatRange(1), default=30.0, show_default=True,
               help="Seconds between FAISS snapshots when writes happened (writes are durable at once).")
 @wait_option
-def serve(index_dir: Path, model: Path | None, host: str, port: int, api_key: str | None, read_only: bool,
-          no_batching: bool, max_wait_ms: float, cors_origins: tuple[str, ...], snapshot_every: float,
+def serve(index_dir: Path, model: Path | None, backend: str | None, host: str, port: int, api_key: str | None,
+          read_only: bool, no_batching: bool, max_wait_ms: float, cors_origins: tuple[str, ...],
+          snapshot_every: float,
           wait_s: float) -> None:
     """Serve nearest-match lookups, upserts and deletes over HTTP (OpenAPI at /docs).
 
     The server is the index's one writer while it runs: other processes read it (query, info,
     dedup) but write through the server (POST /items, DELETE /items/ID)."""
-    import faiss
     import uvicorn
 
     from ..api import Settings, create_app
@@ -49,9 +50,9 @@ def serve(index_dir: Path, model: Path | None, host: str, port: int, api_key: st
 
     sock = _bind(host, port)
     url = f"http://{host if ':' not in host else f'[{host}]'}:{sock.getsockname()[1]}"
-    faiss.omp_set_num_threads(1)  # many request threads, one query each: one OpenMP thread is faster
     try:
-        retriever = Retriever.open(index_dir, model, read_only=read_only, holder=holder_info(url=url), wait_s=wait_s)
+        retriever = Retriever.open(index_dir, model, read_only=read_only, holder=holder_info(url=url), wait_s=wait_s,
+                                   backend=backend)
     except BaseException:
         sock.close()
         raise

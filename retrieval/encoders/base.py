@@ -19,6 +19,8 @@ class Encoder(ABC):
 
     name: str = ""
     path: Path | None = None
+    #: What runs the network: ``torch`` or ``onnx`` (int8 ONNX Runtime, ``onnxrt.py``).
+    backend: str = "torch"
 
     @property
     @abstractmethod
@@ -43,7 +45,8 @@ class Encoder(ABC):
     def info(self) -> dict:
         """What the index manifest records about the encoder."""
         return {"name": self.name, "path": str(self.path.resolve()) if self.path else None,
-                "packaged": self.packaged, "dimension": self.dimension, "fingerprint": self.fingerprint()}
+                "packaged": self.packaged, "dimension": self.dimension, "fingerprint": self.fingerprint(),
+                "backend": self.backend}
 
     @property
     def packaged(self) -> bool:
@@ -57,10 +60,11 @@ _WEIGHT_SUFFIXES = {".safetensors", ".bin", ".pt", ".pth", ".json", ".txt", ".mo
 
 def folder_fingerprint(folder: Path) -> str:
     """sha256 over the relative names and contents of a model folder's weight and config files
-    (README and calibration files excluded: they do not change the vectors)."""
+    (README, calibration files and twin's ONNX export excluded: they do not change the vectors)."""
     folder = Path(folder).resolve()
     files = [p for p in sorted(folder.rglob("*"))
-             if p.is_file() and p.suffix in _WEIGHT_SUFFIXES and p.name != CALIBRATION_FILE]
+             if p.is_file() and p.suffix in _WEIGHT_SUFFIXES and p.name != CALIBRATION_FILE
+             and not _derived(p.relative_to(folder))]
     key = (folder, tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files))
     if key not in _FINGERPRINTS:
         digest = hashlib.sha256()
@@ -71,3 +75,11 @@ def folder_fingerprint(folder: Path) -> str:
                     digest.update(chunk)
         _FINGERPRINTS[key] = digest.hexdigest()[:16]
     return _FINGERPRINTS[key]
+
+
+#: Folders twin writes into a model folder from its weights (``onnxrt.CACHE_DIR``).
+DERIVED_DIRS = ("twin_onnx",)
+
+
+def _derived(relative: Path) -> bool:
+    return bool(relative.parts) and relative.parts[0] in DERIVED_DIRS

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -113,12 +114,30 @@ class TransformerEncoder(Encoder):
         if shape_buckets():
             texts += texts[-1:] * (padded_rows(len(texts)) - len(texts))  # padding rows, dropped below
             batch_size = max(BATCH_BUCKET, batch_size - batch_size % BATCH_BUCKET)
-        with self._lock, torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+        with self._lock, torch_threads(1 if len(items) == 1 else None), \
+                torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
             vectors = model.encode(
                 texts, batch_size=batch_size, normalize_embeddings=True,
                 convert_to_numpy=True, show_progress_bar=False,
             )
         return np.ascontiguousarray(vectors[: len(items)], dtype=np.float32)
+
+
+@contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to ``n`` for the block (None: left as they are). One query is
+    too small to share out, and the idle threads of a team spin on the cores FAISS needs next."""
+    import torch
+
+    before = torch.get_num_threads()
+    if n is None or n == before:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def padded_rows(n: int) -> int:

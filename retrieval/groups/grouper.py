@@ -20,7 +20,7 @@ from index import VectorStore
 from index.manifest import Manifest
 
 from ..corpus import Row
-from ..encoders import Encoder, load_encoder
+from ..encoders import Encoder, choose_backend, load_encoder
 from ..progress import Progress
 from ..retriever import DEFAULT_TAU, built_model
 from ..tables import TableWriter, column_type
@@ -119,27 +119,30 @@ class Grouper:
     vectors of an index built from the same corpus (``store``)."""
 
     def __init__(self, encoder: Encoder | None, tau: float, store: VectorStore | None = None,
-                 model: str | Path | None = None) -> None:
+                 model: str | Path | None = None, backend: str | None = None) -> None:
         self._encoder, self.tau, self.store, self.model = encoder, float(tau), store, model
+        self.backend = backend
         self.reused = 0  #: vectors the last ``vectors`` call took from the index
 
     @classmethod
-    def for_model(cls, model: str | Path | None = None, threshold: float | None = None) -> Grouper:
-        """Encode with ``model`` (default: packaged); tau: ``threshold``, else the model's."""
-        encoder = load_encoder(model)
+    def for_model(cls, model: str | Path | None = None, threshold: float | None = None,
+                  backend: str | None = None) -> Grouper:
+        """Encode with ``model`` (default: packaged) run by ``backend``; tau: ``threshold``, else the model's."""
+        encoder = load_encoder(model, backend)
         return cls(encoder, _first_set(threshold, encoder.tau, DEFAULT_TAU))
 
     @classmethod
     def for_index(cls, folder: str | Path, model: str | Path | None = None,
-                  threshold: float | None = None) -> Grouper:
+                  threshold: float | None = None, backend: str | None = None) -> Grouper:
         """Reuse the vectors of the index in ``folder`` (read-only; its model encodes whatever it
         lacks, and another ``model`` is refused); tau: ``threshold``, else the index's."""
         manifest = Manifest.load(Path(folder))
-        encoder = load_encoder(model) if model is not None else None
+        backend = choose_backend(backend, manifest.encoder)
+        encoder = load_encoder(model, backend) if model is not None else None
         store = VectorStore.open(folder, encoder=encoder.info() if encoder else None, read_only=True)
         model = model if model is not None else built_model(Path(folder), manifest.encoder)
         tau = _first_set(threshold, store.manifest.tau, encoder.tau if encoder else None, DEFAULT_TAU)
-        return cls(encoder, tau, store, model)
+        return cls(encoder, tau, store, model, backend)
 
     def close(self) -> None:
         """Release the index, if any."""
@@ -156,7 +159,7 @@ class Grouper:
     def encoder(self) -> Encoder:
         """The encoder, loaded at first use (not at all when the index has every vector)."""
         if self._encoder is None:
-            self._encoder = load_encoder(self.model)
+            self._encoder = load_encoder(self.model, self.backend)
         return self._encoder
 
     def group(self, rows: Iterable[Row], linkage: str = "star", keep: str = "first", k: int = 16,
