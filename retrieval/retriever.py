@@ -12,7 +12,8 @@ from index.manifest import Manifest
 from index.tuning import DEFAULT_TARGET_RECALL
 
 from .admission import ON_DUPLICATE, Admitted, Outcome, admit
-from .encoders import Encoder, load_encoder
+from .encoders import DEFAULT_BACKEND, Encoder, load_encoder
+from .encoders.base import PACKAGED_TAUS
 from .encoders.transformer import PACKAGED_NAME
 from .errors import ModelError, TwinError
 from .progress import Progress
@@ -20,9 +21,8 @@ from .text import normalize
 from .util import chunked
 from .validate import id_problem, payload_problem, text_problem
 
-#: tau of the packaged all-MiniLM-L6-v2 when nothing else says: the best-accuracy threshold on the
-#: 10,000 QQP dev pairs of the BiMPM split (accuracy 0.7907), `python scripts/calibrate_default.py`.
-DEFAULT_TAU = 0.7512
+#: tau when nothing else says: the packaged model's on the default backend (``PACKAGED_TAUS``).
+DEFAULT_TAU = PACKAGED_TAUS[DEFAULT_BACKEND]
 
 
 @dataclass
@@ -82,9 +82,8 @@ class Retriever:
         holding the folder's writer lock until closed. Approximate kinds tune their search knob
         at each build to reach ``target_recall`` (recall@10). ``backend``: see ``choose_backend``."""
         encoder = load_encoder(model, backend)
-        tau = encoder.tau if encoder.tau is not None else (DEFAULT_TAU if model is None else None)
-        store = VectorStore.create(folder, encoder.dimension, kind, encoder=encoder.info(), tau=tau, force=force,
-                                   holder=holder, wait_s=wait_s, target_recall=target_recall)
+        store = VectorStore.create(folder, encoder.dimension, kind, encoder=encoder.info(), tau=encoder.tau,
+                                   force=force, holder=holder, wait_s=wait_s, target_recall=target_recall)
         return cls(encoder, store)
 
     @classmethod

@@ -1,7 +1,7 @@
 """HTTP search throughput and latency: micro-batching on vs off, and the plain-loop floor.
 
-Starts `twin serve` on 127.0.0.1 twice (with and without micro-batching) over an index of the
-demo corpus, drives it with CONCURRENCY clients (asyncio + httpx, one process) sending single-text
+Starts `twin serve` on 127.0.0.1 with and without micro-batching, for each encoder backend, over
+an index of the demo corpus, drives it with CONCURRENCY clients (asyncio + httpx, one process) sending single-text
 GET /search for DURATION seconds each, and compares with a plain in-process loop of
 `SentenceTransformer.encode` + FAISS search, one query at a time. Client and server share the
 machine's cores, as they would on one box.
@@ -60,12 +60,13 @@ async def drive(base: str, concurrency: int, duration: float) -> tuple[list[floa
         return latencies, errors, time.perf_counter() - start
 
 
-def serve_and_measure(index: Path, batching: bool, concurrency: int, duration: float) -> dict:
+def serve_and_measure(index: Path, batching: bool, concurrency: int, duration: float, backend: str) -> dict:
     server, base = start_server(index, *([] if batching else ["--no-batching"]))
     try:
         asyncio.run(drive(base, concurrency, 2.0))  # warm up
         latencies, errors, seconds = asyncio.run(drive(base, concurrency, duration))
-        result = summary(f"twin serve, micro-batching {'on' if batching else 'off'}", latencies, seconds, errors)
+        result = summary(f"twin serve ({backend}), micro-batching {'on' if batching else 'off'}",
+                         latencies, seconds, errors)
         lone, _, lone_s = asyncio.run(drive(base, 1, min(duration, 5.0)))
         result["lone_p50_ms"] = summary("", lone, lone_s)["p50_ms"]
         return result
@@ -103,15 +104,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--concurrency", type=int, default=32, help="concurrent clients")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of load per setup")
+    parser.add_argument("--backends", default="onnx,torch",
+                        help="encoder backends to serve with, in order (each: micro-batching on, then off)")
     parser.add_argument("--json", dest="json_out", default=None, help="also write the results here")
     args = parser.parse_args()
 
-    folder = Path(tempfile.mkdtemp(prefix="twin-http-")) / "index"
-    subprocess.run([sys.executable, "-m", "retrieval.cli", "build", str(ROOT / "retrieval/demo/faq.csv"),
-                    "--index", str(folder)], cwd=ROOT, check=True, stderr=subprocess.DEVNULL)
-    rows = [serve_and_measure(folder, True, args.concurrency, args.duration),
-            serve_and_measure(folder, False, args.concurrency, args.duration),
-            plain_loop(folder, args.duration)]
+    rows = []
+    for backend in args.backends.split(","):
+        folder = Path(tempfile.mkdtemp(prefix="twin-http-")) / "index"
+        subprocess.run([sys.executable, "-m", "retrieval.cli", "build", str(ROOT / "retrieval/demo/faq.csv"),
+                        "--index", str(folder), "--backend", backend],
+                       cwd=ROOT, check=True, stderr=subprocess.DEVNULL)
+        rows += [serve_and_measure(folder, batching, args.concurrency, args.duration, backend)
+                 for batching in (True, False)]
+    rows.append(plain_loop(folder, args.duration))
     for row in rows:
         print(json.dumps(row), flush=True)
     header = ["setup", "requests", "errors", "rps", "p50_ms", "p99_ms", "lone_p50_ms"]
@@ -119,7 +125,8 @@ def main() -> None:
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
     for row in rows:
         print("| " + " | ".join(str(row.get(h, "")) for h in header) + " |")
-    print(f"\nmicro-batching speed-up: {rows[0]['rps'] / rows[1]['rps']:.2f}x requests/s")
+    for on, off in zip(rows[:-1:2], rows[1:-1:2]):
+        print(f"{on['setup']}: micro-batching speed-up {on['rps'] / off['rps']:.2f}x requests/s")
     if args.json_out:
         Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json_out).write_text(json.dumps({

@@ -11,10 +11,14 @@ Three parts, each printing a table and (with --json) writing its figures:
 ``quality`` QQP dev (BiMPM, 10,000 pairs) for each model: accuracy at the model's tau, best-threshold
             accuracy, AP, and one-shot retrieval recall@1 (``twin eval-retrieval``), torch fp32 vs
             int8 ONNX; with the min / mean cosine between the two backends' vectors.
+``steps``   Where one search's time goes in an existing index (``--index``, queries from ``--vectors``,
+            a .npy): FAISS, the SQLite look-up of the candidates, the exact re-rank, and the whole
+            ``VectorStore.search``; and the look-up alone for fewer rows or without vectors.
 
     python scripts/bench_query.py search --json bench-out/query/search.json
     python scripts/bench_query.py encode --json bench-out/query/encode.json
     python scripts/bench_query.py quality --model bench-out/reproduce/qqp-minilm --json bench-out/query/quality.json
+    python scripts/bench_query.py steps --index IX --vectors QUERIES.npy --json bench-out/query/steps.json
 
 txtai is in the ``bench`` extra (pip install -e ".[bench]"); a setup whose package is missing is
 reported as skipped.
@@ -229,6 +233,46 @@ def quality_part(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
+# -- steps ------------------------------------------------------------------------------------
+def steps_part(args: argparse.Namespace) -> list[dict]:
+    from index import VectorStore
+    from index.kinds import SearchKnobs
+    from index.store import _ranked, one_thread_for_one_query
+
+    store = VectorStore.open(args.index, read_only=True)
+    queries = np.load(args.vectors).astype(np.float32)[: args.n]
+    k = 10
+    store.search(queries[:20], k)  # loads the index
+    index, kind, meta = store._index, store._kind, store._meta
+    fetch = k * max(1, kind.rerank)
+    candidates = [kind.search(index, q[None], fetch, SearchKnobs())[0] for q in queries]
+    one_thread_for_one_query(1)
+
+    def timed(name: str, step) -> dict:  # noqa: ANN001
+        seconds = []
+        for q, found in zip(queries, candidates):
+            start = time.perf_counter()
+            step(q, found)
+            seconds.append(time.perf_counter() - start)
+        return {"step": name, **percentiles(seconds)}
+
+    def rerank(q: np.ndarray, found: np.ndarray) -> None:
+        _ranked(q, list(meta.records(found.tolist(), with_vectors=True).values()), k)
+
+    rows = [timed(f"FAISS search ({kind.name}, {fetch} candidates)",
+                  lambda q, f: kind.search(index, q[None], fetch, SearchKnobs())),
+            timed(f"SQLite: {fetch} rows with vectors", lambda q, f: meta.records(f.tolist(), with_vectors=True)),
+            timed(f"exact re-rank of {fetch}", rerank),
+            timed(f"SQLite: {k} rows with vectors", lambda q, f: meta.records(f[:k].tolist(), with_vectors=True)),
+            timed(f"SQLite: {k} rows, no vectors", lambda q, f: meta.records(f[:k].tolist(), with_vectors=False)),
+            timed("VectorStore.search, whole", lambda q, f: store.search(q[None], k))]
+    rows[2]["step"] += " (includes a second look-up)"
+    table(rows, ["step", "p50_ms", "p99_ms"],
+          f"one query at a time, {len(queries)} queries, {len(store):,} items, k={k}")
+    store.close()
+    return rows
+
+
 # -- output -----------------------------------------------------------------------------------
 def table(rows: list[dict], header: list[str], title: str) -> None:
     print(f"\n{title}\n")
@@ -239,23 +283,25 @@ def table(rows: list[dict], header: list[str], title: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("part", choices=["search", "encode", "quality", "_one"])
+    parser.add_argument("part", choices=["search", "encode", "quality", "steps", "_one"])
     parser.add_argument("setup", nargs="?", help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, default=DATA, help="the shared data folder (default: ../shared/data)")
     parser.add_argument("--refs", type=int, default=20_000, help="search: references indexed")
     parser.add_argument("--queries", type=int, default=600, help="search: held-out duplicate queries")
     parser.add_argument("--setups", default=",".join(SETUPS), help="search: setups to run, in order")
-    parser.add_argument("--n", type=int, default=4000, help="encode: distinct QQP questions to encode")
+    parser.add_argument("--n", type=int, default=4000, help="encode: distinct QQP questions to encode; steps: queries")
     parser.add_argument("--model", type=Path, action="append", default=[],
                         help="quality: a fine-tuned model folder, besides the packaged model (repeatable)")
+    parser.add_argument("--index", type=Path, help="steps: an index folder")
+    parser.add_argument("--vectors", type=Path, help="steps: query vectors (.npy)")
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--json", dest="json_out", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
-    if not (args.data / "qqp-bimpm" / "dev.tsv").is_file():
+    if args.part != "steps" and not (args.data / "qqp-bimpm" / "dev.tsv").is_file():
         raise SystemExit(f"{args.data}: no QQP data (qqp-bimpm/dev.tsv); give --data")
     if args.part == "_one":
         return one_part(args)
-    rows = {"search": search_part, "encode": encode_part, "quality": quality_part}[args.part](args)
+    rows = {"search": search_part, "encode": encode_part, "quality": quality_part, "steps": steps_part}[args.part](args)
     if args.json_out:
         args.json_out.parent.mkdir(parents=True, exist_ok=True)
         args.json_out.write_text(json.dumps({"part": args.part, "rows": rows, "argv": sys.argv[1:],

@@ -174,3 +174,29 @@ def test_docs_load_nothing_from_another_host(url):
     assert not re.search(r"https?://", page.text)
     for ref in refs:
         assert httpx.get(f"{url}{ref}").status_code == 200, ref
+
+
+def test_the_micro_batcher_waits_for_company_only_when_requests_come_together():
+    """A lone request is not held for the batching window; concurrent ones are batched."""
+    sizes: list[int] = []
+
+    def process(batch: list[str]) -> list[str]:
+        sizes.append(len(batch))
+        return batch
+
+    async def scenario() -> float:
+        batcher = MicroBatcher(process, max_batch=64, max_wait_s=1.0)
+        await batcher.start()
+        try:
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            await batcher.submit("alone")
+            alone = loop.time() - start
+            await asyncio.gather(*(batcher.submit(str(n)) for n in range(8)))
+            return alone
+        finally:
+            await batcher.stop()
+
+    alone = asyncio.run(scenario())
+    assert alone < 0.5  # far below the 1 s window it would have waited
+    assert sizes[0] == 1 and sum(sizes) == 9 and max(sizes[1:]) > 1

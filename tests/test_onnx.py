@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from retrieval.encoders import load_encoder, packaged_model_path
-from retrieval.encoders.base import folder_fingerprint
+from retrieval.encoders.base import PACKAGED_TAUS, folder_fingerprint
 from retrieval.encoders.onnxrt import CACHE_DIR, CACHE_FILE, MODEL_FILE, OnnxEncoder
 
 TEXTS = ["How do I learn Python quickly?", "What is the best way to learn Python fast?",
@@ -45,6 +45,8 @@ def test_onnx_is_the_default_and_close_to_torch(encoder, torch_encoder):
     # the ranking the product relies on: a duplicate scores above an unrelated question
     assert a[0] @ a[1] > a[0] @ a[2] + 0.2
     assert encoder.encode([]).shape == (0, 384)
+    # the packaged model's built-in tau is the one calibrated for each backend's vectors
+    assert (encoder.tau, torch_encoder.tau) == (PACKAGED_TAUS["onnx"], PACKAGED_TAUS["torch"])
 
 
 def test_the_export_is_cached_in_the_model_folder_once(model_copy):

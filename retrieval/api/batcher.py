@@ -14,9 +14,10 @@ class MicroBatcher:
     A worker takes the first waiting request, then gathers more for at most ``max_wait_s`` (or
     until ``max_batch``), and runs ``process(batch) -> results`` (one result a request, in order)
     in a thread. Requests that arrive while a batch is being processed are taken by the next one
-    at once, so under load batches grow by themselves and a lone request waits no more than
-    ``max_wait_s``. A batch that fails is run again one request at a time, so an error reaches
-    only the request that caused it.
+    at once, so under load batches grow by themselves. The wait for more is spent only while
+    requests come concurrently (the last batch had company): a lone client's request runs at
+    once (measured: BENCHMARKS.md, "HTTP search"). A batch that fails is run again one request at
+    a time, so an error reaches only the request that caused it.
     """
 
     def __init__(self, process: Callable[[Sequence[Any]], Sequence[Any]], max_batch: int = 64,
@@ -26,6 +27,7 @@ class MicroBatcher:
         self._worker: asyncio.Task | None = None
         self.batches = 0
         self.requests = 0
+        self._last_size = 0
 
     async def start(self) -> None:
         """Start the worker on the running loop."""
@@ -48,7 +50,7 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         while True:
             batch = [await self._queue.get()]
-            deadline = loop.time() + self.max_wait_s
+            deadline = loop.time() + (self.max_wait_s if self._last_size > 1 else 0.0)
             while len(batch) < self.max_batch:
                 if not self._queue.empty():
                     batch.append(self._queue.get_nowait())
@@ -81,6 +83,7 @@ class MicroBatcher:
                 return
         self.batches += 1
         self.requests += len(batch)
+        self._last_size = len(batch)
         for (_, future), result in zip(batch, results):
             if not future.done():
                 future.set_result(result)

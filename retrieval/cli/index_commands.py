@@ -278,7 +278,8 @@ def info(index_dir: Path, check: bool, as_json: bool) -> None:
                f"kind       {facts['kind']} (built as {facts['built_kind']}) {build_params(facts['params'])}\n"
                f"search     {search_line(facts['params'])}\n"
                f"dimension  {facts['dimension']}\nencoder    {encoder.get('name')} "
-               f"(fingerprint {encoder.get('fingerprint')})\ntau        {facts['tau']:.4f}\n"
+               f"(fingerprint {encoder.get('fingerprint')}, backend {encoder.get('backend') or 'torch'})\n"
+               f"tau        {facts['tau']:.4f}\n"
                f"on disk    {facts['bytes_on_disk'] / 1e6:.1f} MB")
     if check:
         c = facts["check"]

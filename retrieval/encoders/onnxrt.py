@@ -61,8 +61,11 @@ class OnnxEncoder(Encoder):
         self.path, self.name, self._packaged = Path(path), name, packaged
         self.spec = cached_export(self.path)
         self.model_file = model_file or cache_folder(self.path) / MODEL_FILE  # another file: benchmarks
-        self._tokenizer = _tokenizer(self.path, self.spec)
-        self._session = _session(self.model_file)
+        try:
+            self._tokenizer = _tokenizer(self.path, self.spec)
+            self._session = _session(self.model_file)
+        except Exception as exc:  # noqa: BLE001 - a runtime that cannot take the file: run it in torch
+            raise ExportError(f"cannot load the ONNX export: {type(exc).__name__}: {str(exc)[:200]}") from None
 
     @property
     def dimension(self) -> int:
@@ -75,21 +78,20 @@ class OnnxEncoder(Encoder):
     def encode(self, items: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """Unit vectors, each text run alone (``batch_size`` is not used: see the module's docstring)."""
         out = np.empty((len(items), self.dimension), dtype=np.float32)
+        encodings = self._tokenizer.encode_batch(list(items)) if len(items) else []
         if len(items) == 1:
-            out[0] = self._one(items[0])
+            out[0] = self._run(encodings[0])
         elif len(items) > 1:
             workers = min(CORES, len(items))
-            with ThreadPoolExecutor(workers) as pool:  # ONNX Runtime runs without the GIL
-                list(pool.map(lambda w: self._some(items, out, w, workers), range(workers)))
+            list(_pool().map(lambda w: self._some(encodings, out, w, workers), range(workers)))
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         return out / np.where(norms > 0, norms, 1.0)
 
-    def _some(self, items: Sequence[str], out: np.ndarray, first: int, step: int) -> None:
-        for i in range(first, len(items), step):
-            out[i] = self._one(items[i])
+    def _some(self, encodings: list, out: np.ndarray, first: int, step: int) -> None:
+        for i in range(first, len(encodings), step):
+            out[i] = self._run(encodings[i])
 
-    def _one(self, text: str) -> np.ndarray:
-        encoding = self._tokenizer.encode(text)
+    def _run(self, encoding) -> np.ndarray:  # noqa: ANN001 - tokenizers.Encoding
         feeds = {"input_ids": encoding.ids, "attention_mask": encoding.attention_mask,
                  "token_type_ids": encoding.type_ids}
         return self._session.run(None, {n: np.array([feeds[n]], dtype=np.int64) for n in self.spec["inputs"]})[0][0]
@@ -97,6 +99,16 @@ class OnnxEncoder(Encoder):
 
 #: The cores this process may run on.
 CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    """One worker a core, shared by every encoder of the process (ONNX Runtime runs without the GIL)."""
+    global _POOL
+    if _POOL is None:
+        with _EXPORTING:
+            _POOL = _POOL or ThreadPoolExecutor(CORES, thread_name_prefix="twin-onnx")
+    return _POOL
 
 
 def _session(path: Path):  # noqa: ANN202 - ort.InferenceSession
