@@ -576,6 +576,7 @@ def check_vectors(vectors: np.ndarray | Iterable, dimension: int) -> np.ndarray:
     norms = np.linalg.norm(array, axis=1)
     if (norms == 0).any():
         raise BadVectorError(f"vector {int(np.argmax(norms == 0))} is all zeros")
+    norms[np.abs(norms - 1.0) <= 1e-6] = 1.0  # unit already: stored bit for bit as the encoder gave it
     return np.ascontiguousarray(array / norms[:, None], dtype=np.float32)
 
 

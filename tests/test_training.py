@@ -192,11 +192,13 @@ def test_same_seed_same_model(tmp_path):
         assert torch.equal(a, b), name
 
 
-def test_one_transformer_step_saves_a_sentence_transformers_folder(tmp_path, encoder):
+def test_one_transformer_step_saves_a_sentence_transformers_folder(tmp_path):
     from sentence_transformers import SentenceTransformer
 
+    from retrieval.encoders import load_encoder
     from retrieval.training.trainer import TrainConfig, TransformerTrainable, train
 
+    encoder = load_encoder(backend="torch")  # the shared torch model the trainer must copy, not change
     pairs = synthetic_pairs(seed=4, n=16)
     trainable = TransformerTrainable(None, max_seq_length=16)
     before = trainable.model.encode(["how do i cook rice?"], normalize_embeddings=True)
