@@ -31,6 +31,7 @@ from pathlib import Path
 
 from .errors import IndexBusyError, IndexFolderError
 from .manifest import MANIFEST, Manifest, fsync_path
+from .rerank import RERANK_NAME
 
 LOCK_FILE = "writer.lock"
 DEFAULT_META = "meta.sqlite"
@@ -106,6 +107,7 @@ def own_files(folder: Path) -> list[Path]:
         name = path.name
         base = re.sub(r"-(wal|shm|journal)$", "", name)
         if (name in (MANIFEST, LOCK_FILE) or META_NAME.fullmatch(base) or SNAPSHOT_NAME.fullmatch(name)
+                or RERANK_NAME.fullmatch(name)
                 or (name.startswith(".") and name.endswith(".tmp")) or name.startswith(STAGING_PREFIX)):
             found.append(path)
     return found
@@ -124,7 +126,8 @@ def remove_index(folder: Path) -> None:
 def remove_strays(folder: Path, manifest: Manifest) -> None:
     """Remove index files that the manifest does not name: snapshots and SQLite files of a build
     or save killed before its manifest was written, and staging folders (writer lock held)."""
-    keep = {MANIFEST, LOCK_FILE, manifest.snapshot.get("file") or "", *(manifest.meta_file + s for s in _SQLITE_SIDES)}
+    keep = {MANIFEST, LOCK_FILE, manifest.snapshot.get("file") or "", manifest.snapshot.get("rerank") or "",
+            *(manifest.meta_file + s for s in _SQLITE_SIDES)}
     for path in own_files(folder):
         if path.name not in keep:
             shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
@@ -145,14 +148,17 @@ def install(staging: Path, folder: Path) -> None:
             snap_name = snap_name.replace(".faiss", f"-{token}.faiss")
         os.replace(staging / new.snapshot["file"], folder / snap_name)
         new.snapshot["file"] = snap_name
+    if new.snapshot.get("rerank"):  # its name is random: no clash with the old index's
+        os.replace(staging / new.snapshot["rerank"], folder / new.snapshot["rerank"])
     fsync_path(folder)
     new.save(folder)  # the commit point
     shutil.rmtree(staging, ignore_errors=True)
     if old is not None:
         for side in _SQLITE_SIDES:
             (folder / (old.meta_file + side)).unlink(missing_ok=True)
-        if old.snapshot.get("file") and old.snapshot["file"] != new.snapshot.get("file"):
-            (folder / old.snapshot["file"]).unlink(missing_ok=True)
+        for key in ("file", "rerank"):
+            if old.snapshot.get(key) and old.snapshot[key] != new.snapshot.get(key):
+                (folder / old.snapshot[key]).unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

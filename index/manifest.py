@@ -73,6 +73,7 @@ class Manifest:
         """What is wrong with the manifest's fields, or None. File names must be plain names of
         the kinds an index holds: a manifest never makes the store open a file elsewhere."""
         from .folder import META_NAME, SNAPSHOT_NAME
+        from .rerank import RERANK_NAME
 
         types = {"dimension": int, "kind": str, "built_kind": str, "encoder": dict, "count": int,
                  "params": dict, "snapshot": dict, "metric": str, "meta_file": str}
@@ -99,6 +100,9 @@ class Manifest:
                     return f"snapshot {key} {snap[key]!r} is not a count"
             if "sha256" in snap and not (isinstance(snap["sha256"], str) and len(snap["sha256"]) == 64):
                 return f"snapshot sha256 {snap['sha256']!r} is not a SHA-256 digest"
+            copy = snap.get("rerank")
+            if copy is not None and not (isinstance(copy, str) and RERANK_NAME.fullmatch(copy)):
+                return f"snapshot rerank {copy!r} is not a re-rank copy name (rerank-<token>.bin)"
         return None
 
 

@@ -4,7 +4,10 @@ A folder holds three things:
 - ``meta.sqlite``: the source of truth (see ``meta.py``); a write is acknowledged only after its
   SQLite commit.
 - ``index-<seq>.faiss``: a snapshot of the FAISS index holding every write up to ``seq``.
-- ``manifest.json``: dimension, kind, encoder, tau, count and the name of the current snapshot.
+- ``rerank-<token>.bin`` (kinds that re-rank): float16 copies of the vectors the last build put
+  in FAISS, memory-mapped, so that a query reads only a shortlist from SQLite (``rerank.py``).
+- ``manifest.json``: dimension, kind, encoder, tau, count and the names of the current snapshot
+  and copy.
 
 Saving writes a new snapshot file (temporary name, fsync, rename), then the manifest that names
 it (the same way), then removes the older snapshot. A process killed at any moment leaves a
@@ -45,6 +48,7 @@ from .kinds import KIND_NAMES, IndexKind, SearchKnobs, kind_for, train_size
 from .locks import ReadWriteLock
 from .manifest import MANIFEST, Manifest, fsync_path
 from .meta import MetaDB, Record
+from .rerank import RerankCopy, open_copy, write_copy
 from .tuning import DEFAULT_TARGET_RECALL, SAMPLE, ExactNeighbours, check_target, tune
 
 META_FILE = DEFAULT_META
@@ -67,6 +71,7 @@ class VectorStore:
         self.folder, self.manifest, self._meta, self._writer = Path(folder), manifest, meta, writer
         self._lock = ReadWriteLock()
         self._index: faiss.Index | None = None
+        self._copy: RerankCopy | None = None  # float16 vectors of the last build, for the re-rank
         self._kind: IndexKind = kind_for(manifest.kind, 0, manifest.params)
         self._applied_seq = 0  # highest seq whose write FAISS holds
         self._stale = 0  # FAISS entries that match no live row (tombstones)
@@ -272,18 +277,22 @@ class VectorStore:
         return hits
 
     def _search_locked(self, queries: np.ndarray, k: int, knobs: SearchKnobs) -> list[list[Hit]]:
-        index, kind = self._index, self._kind
+        """FAISS's candidates, re-ranked exactly. With a re-rank copy, only a shortlist chosen on
+        its float16 vectors is read from SQLite (and scored on its exact vectors)."""
+        index, kind, copy = self._index, self._kind, self._copy if self._kind.rerank else None
         live = self._meta.count()
         want = min(k, live)
-        fetch = k * max(1, kind.rerank) + (k + 16 if self._stale else 0)
+        slack = k + 16 if self._stale else 0
+        fetch, short = k * max(1, kind.rerank) + slack, k + k // 2 + slack  # a margin for float16's rounding
         while True:
             fetch = min(fetch, index.ntotal)
             found = kind.search(index, queries, fetch, knobs)
-            records = self._meta.records(found[found >= 0].tolist(), with_vectors=True)
-            rows = [[records[s] for s in row if s in records] for row in found]
+            picked = copy.shortlist(queries, found, short) if copy is not None else [r[r >= 0] for r in found]
+            records = self._meta.records(np.concatenate(picked).tolist(), with_vectors=True)
+            rows = [[records[s] for s in row.tolist() if s in records] for row in picked]
             if fetch >= index.ntotal or all(len(r) >= want for r in rows):
                 break
-            fetch *= 4  # tombstones crowded out live hits: look further
+            fetch, short = fetch * 4, short * 4  # tombstones crowded out live hits: look further
         return [_ranked(q, row, k) for q, row in zip(queries, rows)]
 
     # -- persistence ----------------------------------------------------------------------
@@ -329,6 +338,7 @@ class VectorStore:
         with self._save_lock, self._lock.write():
             old = self._meta
             self.manifest, self._meta, self._index, self._kind = fresh.manifest, fresh._meta, fresh._index, fresh._kind
+            self._copy = fresh._copy
             self._applied_seq, self._stale, self._trained_on = fresh._applied_seq, fresh._stale, fresh._trained_on
         old.close()
         return len(self)
@@ -375,34 +385,60 @@ class VectorStore:
         with self._lock.write():
             self._swap_in(built)
 
-    def _build(self) -> tuple[faiss.Index | None, IndexKind, int, int]:
-        """A new index of the manifest's kind holding the rows up to the current last seq.
+    def _build(self) -> Built:
+        """A new index of the manifest's kind holding the rows up to the current last seq, and
+        (a writer, a kind that re-ranks) a float16 copy of those rows for the re-rank.
 
         Needs no lock: SQLite is read in short calls, and writes that land meanwhile get higher
         seqs (replayed by ``_swap_in``) or leave tombstones (counted by it)."""
         live = self._meta.count()
         kind = kind_for(self.manifest.kind, live)
         if kind.trains and not live:
-            return None, kind, 0, 0
+            return Built(None, kind, 0, 0)
         index = kind.make(self.dimension, live)
         if kind.trains:
             index.train(self._meta.sample_vectors(train_size(index)))
         last = self._meta.last_seq()
         probe = self._held_out(kind, live, last)
-        with tqdm(total=live, desc=f"building {kind.name}", unit="vec", disable=None, file=sys.stderr) as bar:
-            for seqs, vectors in self._meta.vectors_after(0, upto=last):
-                bar.update(len(seqs))
-                if probe is not None:  # the sample goes in after tuning: true held-out queries
-                    kept = ~np.isin(seqs, probe.seqs)
-                    seqs, vectors = seqs[kept], vectors[kept]
-                    probe.update(seqs, vectors)
-                index.add_with_ids(vectors, seqs)
+        copy = write_copy(self.folder, self.dimension) if kind.rerank and not self.read_only else None
+        try:
+            self._fill(index, kind, live, last, probe, copy)
+        except BaseException:
+            if copy is not None:
+                copy.abandon()
+            raise
         if probe is not None:
             tuning = tune(kind, index, probe, self.manifest.target_recall)
             if tuning is not None:
                 kind.set_knob(tuning.value, tuning.record())
             index.add_with_ids(probe.queries, probe.seqs)
-        return index, kind, last, live
+        return Built(index, kind, last, live, self._finished(copy))
+
+    def _fill(self, index: faiss.Index, kind: IndexKind, live: int, last: int, probe: ExactNeighbours | None,
+              copy) -> None:  # noqa: ANN001 - RerankWriter | None
+        """Add the rows up to seq ``last`` to ``index`` (and ``copy``), the tuning sample aside."""
+        with tqdm(total=live, desc=f"building {kind.name}", unit="vec", disable=None, file=sys.stderr) as bar:
+            for seqs, vectors in self._meta.vectors_after(0, upto=last):
+                bar.update(len(seqs))
+                if copy is not None:
+                    copy.add(seqs, vectors)
+                if probe is not None:  # the sample goes in after tuning: true held-out queries
+                    kept = ~np.isin(seqs, probe.seqs)
+                    seqs, vectors = seqs[kept], vectors[kept]
+                    probe.update(seqs, vectors)
+                index.add_with_ids(vectors, seqs)
+
+    def _finished(self, copy) -> RerankCopy | None:  # noqa: ANN001 - RerankWriter | None
+        """The finished copy, or None (warned) when the disk refused it: SQLite re-ranks then."""
+        if copy is None:
+            return None
+        try:
+            return copy.finish()
+        except OSError as exc:
+            copy.abandon()
+            print(f"warning: {self.folder}: cannot write a re-rank copy ({exc}); re-ranking from SQLite",
+                  file=sys.stderr)
+            return None
 
     def _held_out(self, kind: IndexKind, live: int, last: int) -> ExactNeighbours | None:
         """A sample of the rows up to seq ``last`` (a tenth, at most ``SAMPLE``) to tune ``kind``'s
@@ -414,13 +450,13 @@ class VectorStore:
         seqs, vectors = self._meta.sample_rows(size, seed=1)
         return ExactNeighbours(seqs[seqs <= last], vectors[seqs <= last])
 
-    def _swap_in(self, built: tuple[faiss.Index | None, IndexKind, int, int]) -> None:
+    def _swap_in(self, built: Built) -> None:
         """Make a built index current (the caller holds the write lock)."""
-        index, kind, last, live = built
+        index, kind, last, live = built.index, built.kind, built.last, built.live
         if index is not None:
             for seqs, vectors in self._meta.vectors_after(last):  # writes that came during the build
                 index.add_with_ids(vectors, seqs)
-        self._index, self._kind, self._trained_on = index, kind, live
+        self._index, self._kind, self._trained_on, self._copy = index, kind, live, built.copy
         self._applied_seq = self._meta.last_seq()
         self._stale = int(index.ntotal) - self._meta.count() if index is not None else 0
         self._changed = True
@@ -432,6 +468,8 @@ class VectorStore:
             snapshot = {"file": name, "seq": self._applied_seq, "trained_on": self._trained_on,
                         "ntotal": int(self._index.ntotal), "sha256": self._write_index_file(name)}
         built = self._index is not None
+        if snapshot:
+            snapshot["rerank"] = self._copy.name if self._copy is not None else None
         self.manifest.snapshot = snapshot if built else {}
         self.manifest.built_kind = self._kind.name if built else ""
         self.manifest.params = self._kind.describe(self._index) if built else {}
@@ -441,8 +479,10 @@ class VectorStore:
         except OSError as exc:
             raise _disk_full_or(exc, "the manifest") from None
         self._changed = False  # only now: a failed manifest write is retried by the next save
-        for old in [*self.folder.glob("index-*.faiss"), *self.folder.glob(".index-*.tmp")]:
-            if old.name != name:  # older snapshots, and temp files of a writer killed mid-save
+        current = {name, self._copy.name if self._copy is not None else ""}
+        for old in [*self.folder.glob("index-*.faiss"), *self.folder.glob(".index-*.tmp"),
+                    *self.folder.glob("rerank-*.bin")]:
+            if old.name not in current:  # older snapshots and copies, temp files of a writer killed mid-save
                 old.unlink(missing_ok=True)
 
     def _write_index_file(self, name: str) -> str:
@@ -488,7 +528,9 @@ class VectorStore:
             print(f"warning: {path}: {problem}; rebuilding it from {self.manifest.meta_file}", file=sys.stderr)
             self._rebuild_locked()
             return
-        self._swap_in((index, kind, int(snap.get("seq", 0)), int(snap.get("trained_on", 0))))  # replays SQLite
+        copy = open_copy(self.folder, snap.get("rerank"), self.dimension) if kind.rerank else None
+        built = Built(index, kind, int(snap.get("seq", 0)), int(snap.get("trained_on", 0)), copy)
+        self._swap_in(built)  # replays SQLite
         self._changed = self._applied_seq != int(snap.get("seq", 0))
 
     def _missing_from(self, index: faiss.Index, kind: IndexKind, seq: int) -> int:
@@ -523,6 +565,18 @@ class VectorStore:
     def _check_writable(self) -> None:
         if self._writer is None:
             raise StoreError(f"{self.folder}: opened read-only; open it as the writer to change it")
+
+
+@dataclass
+class Built:
+    """What a build made: the index (None: nothing to build yet), its kind, the last seq it holds,
+    the live rows it was made from, and its float16 re-rank copy (None: re-rank from SQLite)."""
+
+    index: faiss.Index | None
+    kind: IndexKind
+    last: int
+    live: int
+    copy: RerankCopy | None = None
 
 
 class _SnapshotGone(Exception):

@@ -13,7 +13,8 @@ Three parts, each printing a table and (with --json) writing its figures:
             int8 ONNX; with the min / mean cosine between the two backends' vectors.
 ``steps``   Where one search's time goes in an existing index (``--index``, queries from ``--vectors``,
             a .npy): FAISS, the SQLite look-up of the candidates, the exact re-rank, and the whole
-            ``VectorStore.search``; and the look-up alone for fewer rows or without vectors.
+            ``VectorStore.search`` (with and without its float16 re-rank copy); and the look-up
+            alone for fewer rows or without vectors.
 
     python scripts/bench_query.py search --json bench-out/query/search.json
     python scripts/bench_query.py encode --json bench-out/query/encode.json
@@ -267,6 +268,10 @@ def steps_part(args: argparse.Namespace) -> list[dict]:
             timed(f"SQLite: {k} rows, no vectors", lambda q, f: meta.records(f[:k].tolist(), with_vectors=False)),
             timed("VectorStore.search, whole", lambda q, f: store.search(q[None], k))]
     rows[2]["step"] += " (includes a second look-up)"
+    if store._copy is not None:  # the same search re-ranking every candidate from SQLite instead
+        copy, store._copy = store._copy, None
+        rows.append(timed("VectorStore.search, whole, without the float16 copy", lambda q, f: store.search(q[None], k)))
+        store._copy = copy
     table(rows, ["step", "p50_ms", "p99_ms"],
           f"one query at a time, {len(queries)} queries, {len(store):,} items, k={k}")
     store.close()
