@@ -55,6 +55,7 @@ def test_steps_break_one_search_down(tmp_path):
     assert done.returncode == 0, done.stderr
     rows = json.loads(out.read_text())["rows"]
     assert [r["step"].split(" ")[0] for r in rows] == ["FAISS", "SQLite:", "exact", "SQLite:", "SQLite:",
-                                                       "VectorStore.search,"]
+                                                       "VectorStore.search,", "VectorStore.search,"]
+    assert rows[-1]["step"].endswith("without the float16 copy")  # hnsw-sq8 re-ranks: its build wrote one
     assert "hnsw-sq8, 20 candidates" in rows[0]["step"]
     assert all(0 < r["p50_ms"] <= r["p99_ms"] for r in rows)
