@@ -288,7 +288,7 @@ class VectorStore:
             fetch = min(fetch, index.ntotal)
             found = kind.search(index, queries, fetch, knobs)
             picked = copy.shortlist(queries, found, short) if copy is not None else [r[r >= 0] for r in found]
-            records = self._meta.records(np.concatenate(picked).tolist(), with_vectors=True)
+            records = self._meta.records([s for row in picked for s in row.tolist()], with_vectors=True)
             rows = [[records[s] for s in row.tolist() if s in records] for row in picked]
             if fetch >= index.ntotal or all(len(r) >= want for r in rows):
                 break

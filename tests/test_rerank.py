@@ -57,6 +57,7 @@ def test_only_a_shortlist_is_read_from_sqlite(built, monkeypatch):
     monkeypatch.setattr(store._meta, "records", lambda seqs, **kw: (read.append(len(seqs)), records(seqs, **kw))[1])
     store.search(clustered(1, DIM, seed=6), K)
     assert read == [K + K // 2]  # a shortlist, not the k * 16 candidates ivf-pq fetches
+    assert store.search(np.empty((0, DIM), np.float32), K) == []
 
 
 def test_rows_written_after_the_build_and_deletes_are_answered_right(built):
