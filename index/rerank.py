@@ -34,14 +34,25 @@ class RerankWriter:
         self.tmp = self.folder / f".{self.name}.tmp"
         self._file = open(self.tmp, "wb")  # noqa: SIM115 - closed by finish or abandon
         self._seqs: list[np.ndarray] = []
+        self.failed: OSError | None = None  # a write the disk refused: the build goes on without a copy
 
     def add(self, seqs: np.ndarray, vectors: np.ndarray) -> None:
         """Append rows; their seqs must be above every seq added before."""
-        self._file.write(np.ascontiguousarray(vectors, dtype=np.float16).tobytes())
+        if self.failed is not None:
+            return
+        try:
+            self._file.write(np.ascontiguousarray(vectors, dtype=np.float16).tobytes())
+        except OSError as exc:
+            self.failed = exc
+            self.abandon()
+            return
         self._seqs.append(np.asarray(seqs, dtype=np.int64))
 
     def finish(self) -> RerankCopy:
-        """Write the seqs and the row count, make the file durable under its name, and open it."""
+        """Write the seqs and the row count, make the file durable under its name, and open it
+        (OSError: the disk refused it; nothing is left behind once ``abandon`` ran)."""
+        if self.failed is not None:
+            raise self.failed
         seqs = np.concatenate(self._seqs) if self._seqs else np.empty(0, np.int64)
         self._file.write(seqs.tobytes())
         self._file.write(np.int64(len(seqs)).tobytes())

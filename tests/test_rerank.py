@@ -136,3 +136,32 @@ def test_a_cli_build_installs_its_copy_and_a_forced_rebuild_replaces_it(tmp_path
     answer = CliRunner().invoke(cli, ["query", "How do I reset my password?", "--index", str(tmp_path / "ix"),
                                       "--json"])
     assert answer.exit_code == 0 and json.loads(answer.stdout)["matches"][0]["id"] in {"faq-001", "faq-002"}
+
+
+def test_a_disk_that_refuses_the_copy_costs_only_the_copy(tmp_path, monkeypatch, capfd):
+    import errno
+
+    from index import rerank
+
+    real = rerank.RerankWriter.__init__
+
+    def failing(self, folder, dim):  # noqa: ANN001
+        real(self, folder, dim)
+
+        class Full:
+            def write(self, _data):  # noqa: ANN001
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+            def __getattr__(self, name):  # noqa: ANN001
+                return getattr(inner, name)
+
+        inner, self._file = self._file, Full()
+
+    monkeypatch.setattr(rerank.RerankWriter, "__init__", failing)
+    vectors = clustered(3000, DIM)
+    with VectorStore.create(tmp_path / "ix", DIM, "ivf-pq") as store:
+        store.add([str(i) for i in range(len(vectors))], vectors)
+        store.save()
+        assert store._copy is None and "cannot write a re-rank copy" in capfd.readouterr().err
+        assert store.search(vectors[:1], K)[0][0].id == "0"
+    assert not list((tmp_path / "ix").glob("*rerank*"))
