@@ -37,6 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
+from index.store import CORES
+
 from ..errors import ModelError
 from .base import DERIVED_DIRS, Encoder, folder_fingerprint
 
@@ -97,8 +99,6 @@ class OnnxEncoder(Encoder):
         return self._session.run(None, {n: np.array([feeds[n]], dtype=np.int64) for n in self.spec["inputs"]})[0][0]
 
 
-#: The cores this process may run on.
-CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 _POOL: ThreadPoolExecutor | None = None
 
 
