@@ -7,6 +7,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from index import VectorStore
 from index.manifest import Manifest
 from index.tuning import DEFAULT_TARGET_RECALL
@@ -16,6 +18,7 @@ from .encoders import DEFAULT_BACKEND, Encoder, load_encoder
 from .encoders.base import PACKAGED_TAUS
 from .encoders.transformer import PACKAGED_NAME
 from .errors import ModelError, TwinError
+from .images import decode_image
 from .progress import Progress
 from .text import normalize
 from .util import chunked
@@ -27,11 +30,13 @@ DEFAULT_TAU = PACKAGED_TAUS[DEFAULT_BACKEND]
 
 @dataclass
 class Item:
-    """Something to index: an id, its text, and a JSON payload."""
+    """Something to index: an id, its text, and a JSON payload; for an index of images, the image
+    too (its file's bytes, or a decoded array) and, as its text, where it came from."""
 
     id: str
     text: str
     payload: dict = field(default_factory=dict)
+    image: bytes | np.ndarray | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -94,6 +99,10 @@ class Retriever:
         manifest = Manifest.load(Path(folder))
         encoder = load_encoder(model if model is not None else built_model(Path(folder), manifest.encoder),
                                backend, manifest.encoder)
+        built = manifest.encoder.get("modality") or "text"
+        if encoder.modality != built:
+            raise ModelError(f"{folder} holds {built}s and {encoder.name} encodes {encoder.modality}s; "
+                             "use the model the index was built with")
         store = VectorStore.open(folder, encoder=encoder.info(), read_only=read_only, holder=holder, wait_s=wait_s)
         return cls(encoder, store)
 
@@ -119,6 +128,11 @@ class Retriever:
             if tau is not None:
                 return float(tau)
         return DEFAULT_TAU
+
+    @property
+    def modality(self) -> str:
+        """What the index holds: ``text`` or ``image`` (its encoder's kind of item)."""
+        return self.encoder.modality
 
     def __len__(self) -> int:
         return len(self.store)
@@ -154,10 +168,10 @@ class Retriever:
         ``admitted`` carries the items ``report`` admitted in earlier batches of the same run."""
         if on_duplicate not in ON_DUPLICATE:
             raise TwinError(f"on_duplicate must be one of {', '.join(ON_DUPLICATE)}, not {on_duplicate!r}")
-        _check_items(items)
+        _check_items(items, self.modality)
         if not items:
             return []
-        vectors = self.encoder.encode([normalize(item.text) for item in items], batch_size)
+        vectors = self.encoder.encode(self._inputs(items), batch_size)
         ids = [item.id for item in items]
         with self._writing:
             if on_duplicate == "add":
@@ -171,6 +185,13 @@ class Retriever:
             elif admitted is not None:
                 admitted.add([ids[n] for n in fresh], vectors[fresh])
         return outcomes
+
+    def _inputs(self, items: Sequence[Item]) -> list:
+        """What the encoder takes: normalised texts, or decoded images (a TwinError names the first
+        item whose image is unusable)."""
+        if self.modality == "text":
+            return [normalize(item.text) for item in items]
+        return [_decoded(item.image, f"item {n} ({str(item.id)[:60]!r})") for n, item in enumerate(items, 1)]
 
     def _store(self, items: Sequence[Item], vectors, rows: Sequence[int]) -> list[str]:  # noqa: ANN001
         if not len(rows):
@@ -211,8 +232,35 @@ class Retriever:
         vectors = self.encode_queries(texts, batch_size)
         return self.match(texts, vectors, k, threshold, duplicates_only, **knobs)
 
+    def warm_up(self) -> None:
+        """Encode one item of the index's kind: the model is loaded (and compiled) before the first query."""
+        if self.modality == "image":
+            self.encoder.encode([np.full((8, 8), 255, np.uint8)])
+        else:
+            self.encode_queries(["warm up"])
+
+    def search_images(
+        self, images: Sequence[bytes | np.ndarray], names: Sequence[str], k: int = 5, threshold: float | None = None,
+        duplicates_only: bool = False, batch_size: int = 64, **knobs: int | None,
+    ) -> list[QueryResult]:
+        """The ``k`` nearest stored images of each image (file bytes or decoded arrays), answered
+        under ``names``; as ``search`` otherwise."""
+        vectors = self.encode_images(images, names, batch_size)
+        return self.match(list(names), vectors, k, threshold, duplicates_only, **knobs)
+
+    def encode_images(self, images: Sequence[bytes | np.ndarray], names: Sequence[str] | None = None,
+                      batch_size: int = 64) -> np.ndarray:
+        """Query images decoded and encoded (an ImageProblem names the first unusable one)."""
+        if self.modality != "image":
+            raise TwinError(f"this index holds {self.modality}s, not images: query it with {self.modality}s")
+        names = names or [f"image {n}" for n in range(1, len(images) + 1)]
+        return self.encoder.encode([_decoded(image, name) for image, name in zip(images, names)], batch_size)
+
     def encode_queries(self, texts: Sequence[str], batch_size: int = 64):  # noqa: ANN201 - ndarray
         """Normalised texts encoded in one call (the step worth batching across requests)."""
+        if self.modality != "text":
+            raise TwinError(f"this index holds {self.modality}s, not texts: query it with image files "
+                            "(twin query --index I IMAGE..., or {\"images\": [base64, ...]} over HTTP)")
         for n, text in enumerate(texts, 1):
             problem = text_problem(text)
             if problem:
@@ -241,9 +289,20 @@ class Retriever:
         return describe(self.store, self.tau)
 
 
-def _check_items(items: Sequence[Item]) -> None:
-    """TwinError naming the first item that breaks a rule of ``validate``."""
+def _decoded(image: bytes | np.ndarray | None, what: str) -> np.ndarray:
+    if isinstance(image, np.ndarray):
+        return image
+    if image is None:
+        raise TwinError(f"{what}: no image (this index holds images)")
+    return decode_image(bytes(image), what)
+
+
+def _check_items(items: Sequence[Item], modality: str = "text") -> None:
+    """TwinError naming the first item that breaks a rule of ``validate``, or that carries an
+    image for an index of texts."""
     for n, item in enumerate(items, 1):
+        if modality == "text" and item.image is not None:
+            raise TwinError(f"item {n} ({str(item.id)[:60]!r}): an image, but this index holds texts")
         for what, problem in (("id", id_problem(item.id)), ("text", text_problem(item.text)),
                               ("payload", payload_problem(item.payload))):
             if problem:

@@ -40,10 +40,12 @@ from index import StoreError
 from index.errors import DiskFullError
 
 from ..errors import TwinError
+from ..images import ImageProblem
 from ..retriever import Item, QueryResult, Retriever, describe
 from ..validate import TEXT_PATTERN, text_problem
 from .batcher import MicroBatcher
 from .docs import mount_docs
+from .images import MultipartToUpload, add_image_routes
 from .limits import BodySizeLimit
 from .metrics import Metrics
 from .models import (
@@ -82,7 +84,7 @@ class Settings:
     max_texts: int = 64  #: texts per search request (413 above)
     max_items: int = 1000  #: items per upsert request (413 above)
     max_chars: int = 4000  #: characters per text (422 above)
-    max_body_bytes: int = 2_000_000  #: request body size (413 above)
+    max_body_bytes: int | None = None  #: request body size (413 above; None: 2 MB, 48 MB for images)
     batching: bool = True
     max_batch: int = 64
     max_wait_ms: float = 2.0
@@ -103,7 +105,7 @@ def create_app(retriever: Retriever, settings: Settings | None = None) -> FastAP
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # noqa: ANN202
-        await asyncio.to_thread(retriever.encode_queries, ["warm up"])  # load the model before /ready
+        await asyncio.to_thread(retriever.warm_up)  # load the model before /ready
         gc.collect()
         gc.freeze()  # the model's objects stay put: full collections no longer walk them
         if settings.batching:
@@ -124,7 +126,10 @@ def create_app(retriever: Retriever, settings: Settings | None = None) -> FastAP
                               "is JSON: `{\"detail\": ...}`.")
     app.state.ready = False
     mount_docs(app)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    images = retriever.modality == "image"
+    if images:
+        app.add_middleware(MultipartToUpload)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes or (48_000_000 if images else 2_000_000))
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
                            allow_headers=["*"])
@@ -151,6 +156,8 @@ def create_app(retriever: Retriever, settings: Settings | None = None) -> FastAP
     async def unprocessable(_: Request, exc: Exception) -> JSONResponse:
         if isinstance(exc, DiskFullError):
             return JSONResponse(status_code=507, content={"detail": str(exc)})
+        if isinstance(exc, ImageProblem) and exc.too_large:
+            return JSONResponse(status_code=413, content={"detail": str(exc)})
         return JSONResponse(status_code=422, content={"detail": str(exc)})
 
     @app.exception_handler(UnicodeError)
@@ -192,6 +199,18 @@ def create_app(retriever: Retriever, settings: Settings | None = None) -> FastAP
 
     # The OpenAPI document asks for a bearer token only where the server has a key.
     writer = key_check if settings.api_key else read_only_check
+
+    if images:
+        add_image_routes(app, retriever, settings, writer, _errors)
+    else:
+        _add_text_routes(app, retriever, settings, writer, batcher)
+    _add_item_routes(app, retriever, writer)
+    _add_service_routes(app, retriever, settings, snapshots, metrics)
+    return app
+
+
+def _add_text_routes(app: FastAPI, retriever: Retriever, settings: Settings, writer, batcher) -> None:  # noqa: ANN001
+    """Search and upsert with texts (an index of texts)."""
 
     def check_texts(texts: list[str], limit: int, what: str) -> None:
         if len(texts) > limit:
@@ -236,6 +255,10 @@ def create_app(retriever: Retriever, settings: Settings | None = None) -> FastAP
         return ItemsResponse(ids=list(dict.fromkeys(o.id for o in outcomes if o.stored)),
                              items=[OutcomeOut(**o.to_dict()) for o in outcomes])
 
+
+def _add_item_routes(app: FastAPI, retriever: Retriever, writer) -> None:  # noqa: ANN001
+    """Read and delete stored items by id (either kind of index)."""
+
     @app.get("/items/{item_id:path}", response_model=ItemOut, tags=["items"], responses=_errors(404, 422))
     async def get_item(item_id: str) -> ItemOut:
         """One stored item."""
@@ -251,6 +274,11 @@ def create_app(retriever: Retriever, settings: Settings | None = None) -> FastAP
         if not await asyncio.to_thread(retriever.delete, [item_id]):
             raise HTTPException(404, f"no item {item_id!r}")
         return DeleteResponse(deleted=item_id)
+
+
+def _add_service_routes(app: FastAPI, retriever: Retriever, settings: Settings, snapshots: SnapshotState,
+                        metrics: Metrics) -> None:
+    """Liveness, readiness, facts and metrics."""
 
     @app.get("/health", response_model=StatusOut, tags=["service"])
     async def health() -> StatusOut:
@@ -277,8 +305,6 @@ def create_app(retriever: Retriever, settings: Settings | None = None) -> FastAP
     async def prometheus() -> PlainTextResponse:
         """Prometheus text format: requests, errors and latency by route; index size."""
         return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4")
-
-    return app
 
 
 @dataclass(frozen=True)

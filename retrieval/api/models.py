@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator, model_validator
 
 from ..validate import ID_PATTERN, MAX_ID_CHARS, TEXT_PATTERN, id_problem, payload_problem, text_problem
 
@@ -22,22 +22,47 @@ def _checked(problem: str | None, value: Any, what: str) -> Any:
     return value
 
 
-class SearchRequest(BaseModel):
-    """Texts to look up; ``threshold`` overrides tau for the verdicts of this request."""
+def _strict_k(value: Any) -> Any:
+    if isinstance(value, bool | str):  # JSON Schema's integer: 5 and 5.0, never "5" or true
+        raise ValueError(f"k must be a JSON integer, not {type(value).__name__}")
+    return value
+
+
+def _valid_id(value: str) -> str:
+    return _checked(id_problem(value), value, "id")
+
+
+def _valid_payload(value: Any) -> Any:
+    return _checked(payload_problem(value), value, "payload")
+
+
+def _refusing(key: str, message: str) -> Any:
+    """A validator refusing a body that has ``key`` (the other kind of query), with ``message``."""
+    def refuse(cls: type, data: Any) -> Any:
+        if isinstance(data, dict) and key in data:
+            raise ValueError(message)
+        return data
+    return model_validator(mode="before")(classmethod(refuse))
+
+
+class _SearchOptions(BaseModel):
+    """What every search request may say besides its queries."""
 
     model_config = ConfigDict(extra="forbid")
-    texts: list[Text] = Field(..., min_length=1, description="Query texts, each non-empty.")
     k: int = Field(5, ge=1, le=100, description="Matches per query.")
     threshold: float | None = Field(None, ge=-1, le=1, allow_inf_nan=False, strict=True,
                                     description="Duplicate when score > threshold.")
     duplicates_only: StrictBool = Field(False, description="Return only matches above the threshold.")
 
-    @field_validator("k", mode="before")
-    @classmethod
-    def _k(cls, value: Any) -> Any:
-        if isinstance(value, bool | str):  # JSON Schema's integer: 5 and 5.0, never "5" or true
-            raise ValueError(f"k must be a JSON integer, not {type(value).__name__}")
-        return value
+    _k = field_validator("k", mode="before")(_strict_k)
+
+
+class SearchRequest(_SearchOptions):
+    """Texts to look up; ``threshold`` overrides tau for the verdicts of this request."""
+
+    texts: list[Text] = Field(..., min_length=1, description="Query texts, each non-empty.")
+
+    _not_images = _refusing("images", 'this index holds texts, not images: send {"texts": [...]}')
 
     @field_validator("texts")
     @classmethod
@@ -45,6 +70,20 @@ class SearchRequest(BaseModel):
         for n, text in enumerate(texts):
             _checked(text_problem(text), text, f"text {n}")
         return texts
+
+
+#: An image in a JSON body: its file's bytes (PNG, JPEG, ...) in base64, optionally as a data URL.
+Base64Image = Annotated[StrictStr, Field(min_length=1, description="An image file's bytes in base64 "
+                                                                   "(a data: URL is accepted too).")]
+
+
+class ImageSearchRequest(_SearchOptions):
+    """Images to look up (an index of images); ``threshold`` overrides tau for this request."""
+
+    images: list[Base64Image] = Field(..., min_length=1, description="Query images, base64.")
+
+    _not_texts = _refusing("texts", 'this index holds images: send {"images": [base64, ...]} or a multipart '
+                                    "upload of files, not texts")
 
 
 class MatchOut(BaseModel):
@@ -79,20 +118,35 @@ class ItemIn(BaseModel):
     text: Text
     payload: dict[str, Any] = Field(default_factory=dict, description="Any JSON object, at most 32 levels deep.")
 
-    @field_validator("id")
-    @classmethod
-    def _id(cls, value: str) -> str:
-        return _checked(id_problem(value), value, "id")
+    _id = field_validator("id")(_valid_id)
 
     @field_validator("text")
     @classmethod
     def _text(cls, value: str) -> str:
         return _checked(text_problem(value), value, "text")
 
-    @field_validator("payload", mode="before")
+    _payload = field_validator("payload", mode="before")(_valid_payload)
+
+
+class ImageItemIn(BaseModel):
+    """An image to add or replace: its id, the image in base64, an optional text shown with it
+    (default: the id), and a payload."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: StrictStr = Field(..., min_length=1, max_length=MAX_ID_CHARS, json_schema_extra={"pattern": ID_PATTERN},
+                          description="1-512 characters, not blank, no control characters.")
+    image: Base64Image
+    text: Text | None = Field(None, description="Shown with matches (default: the id).")
+    payload: dict[str, Any] = Field(default_factory=dict, description="Any JSON object, at most 32 levels deep.")
+
+    _id = field_validator("id")(_valid_id)
+    _payload = field_validator("payload", mode="before")(_valid_payload)
+
+    @field_validator("text")
     @classmethod
-    def _payload(cls, value: Any) -> Any:
-        return _checked(payload_problem(value), value, "payload")
+    def _text(cls, value: str | None) -> str | None:
+        return value if value is None else _checked(text_problem(value), value, "text")
 
 
 class ItemsRequest(BaseModel):
@@ -103,6 +157,12 @@ class ItemsRequest(BaseModel):
     on_duplicate: Literal["add", "skip", "report"] = Field(
         "add", description="add: store every item; skip: store only items with no match above tau (stored, or "
                            "earlier in this request); report: store nothing, say what skip would do.")
+
+
+class ImageItemsRequest(ItemsRequest):
+    """Images to upsert in one atomic batch (a repeated id: the last one wins)."""
+
+    items: list[ImageItemIn] = Field(..., min_length=1)
 
 
 class OutcomeOut(BaseModel):

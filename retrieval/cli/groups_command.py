@@ -11,7 +11,7 @@ import click
 from ..errors import TwinError
 from ..tables import table_format
 from .group import cli
-from .options import backend_option, corpus_options, model_option, rows, say
+from .options import backend_option, checked_rows, corpus_options, index_modality, model_option, rows, say
 
 
 @cli.command()
@@ -44,24 +44,29 @@ def groups(corpus: Path, output: Path, index_dir: Path | None, model: Path | Non
            text_column: str | None, id_column: str | None, id_prefix: str, no_header: bool, fmt: str | None,
            batch_size: int, threshold: float | None, linkage: str, keep: str, pairs_path: Path | None, k: int,
            nprobe: int | None, as_json: bool) -> None:
-    """Find every group of near-duplicates in CORPUS and choose one item of each to keep.
+    """Find every group of near-duplicates in CORPUS and choose one item of each to keep (with an
+    image model: the images of a folder, a zip or a table of image paths).
 
     Writes one row per item (id, group, representative, score: cosine to the representative,
     keep, then the item's other columns); items in no group have an empty group and keep=true.
     Rows with keep=true are the deduplicated corpus."""
+    from ..encoders import modality_of
     from ..groups import Grouper, write_groups, write_pairs
 
     table_format(output)
     table_format(pairs_path) if pairs_path else None
+    modality = index_modality(index_dir) if index_dir is not None else modality_of(model)
     corpus_args = (text_column, id_column, id_prefix, no_header, fmt)
-    if next(rows(corpus, *corpus_args), None) is None:
+    if modality == "image":  # every image checked before any work
+        checked_rows(corpus, *corpus_args, modality=modality)
+    elif next(rows(corpus, *corpus_args), None) is None:
         raise TwinError(f"{corpus}: no items in the file")
     grouper = (Grouper.for_index(index_dir, model, threshold, backend) if index_dir is not None
                else Grouper.for_model(model, threshold, backend))
     with grouper:
-        grouping = grouper.group(rows(corpus, *corpus_args), linkage, keep, k, batch_size, nprobe)
+        grouping = grouper.group(rows(corpus, *corpus_args, modality=modality), linkage, keep, k, batch_size, nprobe)
     started = time.perf_counter()
-    write_groups(grouping, output, (r.payload for r in rows(corpus, *corpus_args)))
+    write_groups(grouping, output, (r.payload for r in rows(corpus, *corpus_args, modality=modality)))
     if pairs_path:
         write_pairs(grouping, pairs_path)
     grouping.seconds["write"] = round(time.perf_counter() - started, 3)

@@ -23,7 +23,17 @@ from ..errors import TwinError
 from ..tables import TableWriter, table_format
 from ..util import chunked
 from .group import cli
-from .options import backend_option, checked_rows, corpus_options, index_option, items, model_option, say, wait_option
+from .options import (
+    backend_option,
+    checked_rows,
+    corpus_options,
+    index_modality,
+    index_option,
+    items,
+    model_option,
+    say,
+    wait_option,
+)
 
 
 @cli.command()
@@ -44,13 +54,16 @@ from .options import backend_option, checked_rows, corpus_options, index_option,
 def build(corpus: Path, index_dir: Path, model: Path | None, backend: str | None, text_column: str | None,
           id_column: str | None, id_prefix: str, no_header: bool, fmt: str | None, batch_size: int, index_type: str,
           target_recall: float, force: bool, wait_s: float) -> None:
-    """Build an index from CORPUS (CSV, TSV, JSONL, Parquet or plain text).
+    """Build an index from CORPUS (CSV, TSV, JSONL, Parquet or plain text; with an image model, a
+    folder or a zip of images, or a table with a 'path' column).
 
-    The whole file is checked first; the index is built in a staging folder inside INDEX and
+    The whole corpus is checked first; the index is built in a staging folder inside INDEX and
     installed when complete, so a failure or a kill leaves any previous index untouched."""
+    from ..encoders import modality_of
     from ..retriever import Retriever
 
-    total, _, source = checked_rows(corpus, text_column, id_column, id_prefix, no_header, fmt)
+    total, _, source = checked_rows(corpus, text_column, id_column, id_prefix, no_header, fmt,
+                                    modality=modality_of(model))
     with staged_build(index_dir, force, holder_info(), wait_s) as staging:
         with Retriever.create(staging, model, index_type, target_recall=target_recall, backend=backend) as retriever:
             retriever.add(items(source), batch_size, total=total)
@@ -75,7 +88,8 @@ def build(corpus: Path, index_dir: Path, model: Path | None, backend: str | None
 def add(corpus: Path, index_dir: Path, model: Path | None, backend: str | None, text_column: str | None,
         id_column: str | None, id_prefix: str, no_header: bool, fmt: str | None, batch_size: int, on_duplicate: str,
         as_json: bool, wait_s: float) -> None:
-    """Add or replace (same id) the items of CORPUS in an existing index; no retraining.
+    """Add or replace (same id) the items of CORPUS in an existing index; no retraining. (An index
+    of images takes a folder, a zip or a table of image paths.)
 
     With --on-duplicate skip or report, the items skipped (or that would be) are listed on
     stdout as CSV: id, duplicate_of, score. A file without an id column numbers its items by
@@ -83,7 +97,9 @@ def add(corpus: Path, index_dir: Path, model: Path | None, backend: str | None, 
     them): name an id column or give --id-prefix."""
     from ..retriever import Retriever
 
-    total, numbered, source = checked_rows(corpus, text_column, id_column, id_prefix, no_header, fmt)
+    modality = index_modality(index_dir)
+    total, numbered, source = checked_rows(corpus, text_column, id_column, id_prefix, no_header, fmt,
+                                           modality=modality)
     report_only = on_duplicate == "report"
     opened = Retriever.open(index_dir, model, read_only=report_only,
                             holder=None if report_only else holder_info(), wait_s=wait_s, backend=backend)
@@ -150,7 +166,7 @@ def query(texts: tuple[str, ...], index_dir: Path, model: Path | None, backend: 
           threshold: float | None, duplicates_only: bool, nprobe: int | None, ef_search: int | None,
           as_json: bool) -> None:
     """Find the nearest stored items of each TEXT (none given: one query a line from stdin,
-    each answered as soon as it is read)."""
+    each answered as soon as it is read). For an index of images, each TEXT is an image file."""
     from ..retriever import Retriever
 
     batches = _query_batches(texts)
@@ -160,7 +176,12 @@ def query(texts: tuple[str, ...], index_dir: Path, model: Path | None, backend: 
     with Retriever.open(index_dir, model, read_only=True, backend=backend) as retriever:
         tau = retriever.tau if threshold is None else threshold
         for batch in itertools.chain([first], batches):
-            for result in retriever.search(batch, k, threshold, duplicates_only, nprobe=nprobe, ef_search=ef_search):
+            knobs = {"nprobe": nprobe, "ef_search": ef_search}
+            if retriever.modality == "image":
+                results = retriever.search_images(_image_files(batch), batch, k, threshold, duplicates_only, **knobs)
+            else:
+                results = retriever.search(batch, k, threshold, duplicates_only, **knobs)
+            for result in results:
                 click.echo(json.dumps(result.to_dict(), ensure_ascii=False) if as_json else _format(result, tau))
             sys.stdout.flush()
 
@@ -173,6 +194,20 @@ def _query_batches(texts: tuple[str, ...]) -> Iterator[list[str]]:
     for line in iter(sys.stdin.readline, ""):
         if line.strip():
             yield [line.rstrip("\n")]
+
+
+def _image_files(paths: list[str]) -> list:
+    """Each query image decoded (an InputError names a file that is missing or not an image)."""
+    from ..images import ImageRow
+
+    found = []
+    for name in paths:
+        path = Path(name)
+        if not path.is_file():
+            raise TwinError(f"{name}: {'no such file' if not path.exists() else 'not a file'} (this index holds "
+                            "images: each query is an image file)")
+        found.append(ImageRow(name, name, path.read_bytes).load())
+    return found
 
 
 def _format(result, tau: float) -> str:  # noqa: ANN001 - QueryResult
@@ -200,19 +235,25 @@ def _format(result, tau: float) -> str:  # noqa: ANN001 - QueryResult
 def dedup(input_path: Path, index_dir: Path, model: Path | None, backend: str | None, text_column: str | None,
           id_column: str | None, id_prefix: str, no_header: bool, fmt: str | None, batch_size: int, output: Path | None,
           threshold: float | None, exclude_self: bool) -> None:
-    """For each row of INPUT: its best match in the index, the score and the verdict."""
+    """For each row of INPUT: its best match in the index, the score and the verdict (an index of
+    images: each image of a folder, a zip or a table of image paths)."""
     from ..retriever import Retriever
 
     table_format(output)
     fields = ["id", "text", "match_id", "match_text", "score", "duplicate"]
     types = {"score": float, "duplicate": bool}
-    _, _, source = checked_rows(input_path, text_column, id_column, id_prefix, no_header, fmt)
+    modality = index_modality(index_dir)
+    _, _, source = checked_rows(input_path, text_column, id_column, id_prefix, no_header, fmt, modality=modality)
     total = duplicates = 0
     opened = Retriever.open(index_dir, model, read_only=True, backend=backend)
     with opened as retriever, TableWriter(output, fields, types) as table:
         for chunk in chunked(source, 256):
-            results = retriever.search([r.text for r in chunk], 2 if exclude_self else 1, threshold,
-                                       batch_size=batch_size)
+            if modality == "image":
+                results = retriever.search_images([r.load() for r in chunk], [r.text for r in chunk],
+                                                  2 if exclude_self else 1, threshold, batch_size=batch_size)
+            else:
+                results = retriever.search([r.text for r in chunk], 2 if exclude_self else 1, threshold,
+                                           batch_size=batch_size)
             for row, result in zip(chunk, results):
                 best = next((m for m in result.matches if not (exclude_self and m.id == row.id)), None)
                 total += 1
@@ -278,7 +319,8 @@ def info(index_dir: Path, check: bool, as_json: bool) -> None:
                f"kind       {facts['kind']} (built as {facts['built_kind']}) {build_params(facts['params'])}\n"
                f"search     {search_line(facts['params'])}\n"
                f"dimension  {facts['dimension']}\nencoder    {encoder.get('name')} "
-               f"(fingerprint {encoder.get('fingerprint')}, backend {encoder.get('backend') or 'torch'})\n"
+               f"(fingerprint {encoder.get('fingerprint')}, backend {encoder.get('backend') or 'torch'}, "
+               f"{encoder.get('modality') or 'text'}s)\n"
                f"tau        {facts['tau']:.4f}\n"
                f"on disk    {facts['bytes_on_disk'] / 1e6:.1f} MB")
     if check:

@@ -45,11 +45,15 @@ def _model_encoder(model: Path | None, backend: str | None):  # noqa: ANN202 - E
 @cli.command()
 @click.argument("pairs_path", metavar="PAIRS", type=click.Path(path_type=Path))
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Model folder to write.")
-@click.option("--encoder", "encoder_kind", type=click.Choice(["transformer", "lstm"]), default="transformer",
-              show_default=True, help="Fine-tune the packaged MiniLM, or train a siamese BiLSTM from scratch.")
+@click.option("--encoder", "encoder_kind", type=click.Choice(["transformer", "lstm", "cnn"]), default="transformer",
+              show_default=True, help="Fine-tune the packaged MiniLM, train a siamese BiLSTM from scratch, or (cnn) "
+                                      "a siamese CNN for images from scratch: PAIRS is then a folder or a zip whose "
+                                      "leaf folders are classes (alphabet/character/*.png).")
 @click.option("--model", "base", type=click.Path(path_type=Path), default=None,
               help="transformer: the sentence-transformers folder to start from (default: packaged MiniLM).")
-@click.option("--epochs", type=click.IntRange(1), default=1, show_default=True, help="Passes over the pairs.")
+@click.option("--epochs", type=click.IntRange(1), default=None,
+              help="Passes over the pairs (default 1), or over the images (cnn: at most this many, default 60; "
+                   "early stopping on --dev).")
 @click.option("--batch-size", type=click.IntRange(2), default=32, show_default=True, help="Duplicate pairs a batch.")
 @click.option("--margin", type=click.FloatRange(0, 2), default=0.3, show_default=True,
               help="Triplet margin alpha (chosen on QQP dev among 0.1/0.3/0.5; see BENCHMARKS.md).")
@@ -58,7 +62,12 @@ def _model_encoder(model: Path | None, backend: str | None):  # noqa: ANN202 - E
 @click.option("--max-seq-length", type=click.IntRange(4, 512), default=64, show_default=True, help="Tokens a text.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same data: same model.")
 @click.option("--dev", type=click.Path(path_type=Path), default=None,
-              help="Labelled dev pairs: early stopping, leakage filter and calibration of tau.")
+              help="Labelled dev pairs: early stopping, leakage filter and calibration of tau (cnn: a class tree "
+                   "of classes not trained on, scored by one-shot accuracy; tau from its image pairs).")
+@click.option("--image-size", type=click.IntRange(16, 512), default=28, show_default=True,
+              help="cnn: the side images are resized to.")
+@click.option("--max-minutes", type=click.FloatRange(0, min_open=True), default=None,
+              help="cnn: stop after the epoch that passes this many minutes (the best epoch is kept).")
 @click.option("--exclude", type=click.Path(path_type=Path), multiple=True,
               help="Another evaluation file whose questions must not be trained on (repeatable).")
 @click.option("--objective", default="accuracy", show_default=True, help="tau objective: accuracy, f1, precision@R.")
@@ -75,16 +84,24 @@ def _model_encoder(model: Path | None, backend: str | None):  # noqa: ANN202 - E
 def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epochs: int, batch_size: int,
           margin: float, lr: float | None, max_seq_length: int, seed: int, dev: Path | None, exclude: tuple[Path, ...],
           objective: str, topic_batches: bool, near_miss_rows: bool, near_miss_pairs: int, first_column: str,
-          second_column: str, label_column: str, no_header: bool, backend: str | None, force: bool) -> None:
-    """Train a siamese encoder with triplet loss on PAIRS (or triplets) and save it to --out."""
+          second_column: str, label_column: str, no_header: bool, backend: str | None, force: bool,
+          image_size: int, max_minutes: float | None) -> None:
+    """Train a siamese encoder with triplet loss on PAIRS (or triplets), or (--encoder cnn) on a
+    class tree of images, and save it to --out."""
+    if out.exists() and any(out.iterdir()) and not force:
+        raise TwinError(f"{out}: exists and is not empty (use --force to replace it)")
+    if encoder_kind == "cnn":
+        from .image_commands import train_images
+
+        train_images(pairs_path, out, dev, epochs, margin, lr, seed, image_size, max_minutes, objective, force)
+        return
+    epochs = epochs or 1
     from ..calibrate import calibrate_model, save_calibration
     from ..pairs import drop_leaks, leakage_key
     from ..training.batches import TripletBatches
     from ..training.trainer import LSTMTrainable, TrainConfig, TransformerTrainable
     from ..training.trainer import train as run
 
-    if out.exists() and any(out.iterdir()) and not force:
-        raise TwinError(f"{out}: exists and is not empty (use --force to replace it)")
     data = _pairs(pairs_path, first_column, second_column, label_column, no_header)
     dev_data = _pairs(dev, first_column, second_column, label_column, no_header) if dev else None
     held_out = set(dev_data.texts()) if dev_data else set()

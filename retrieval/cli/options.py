@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import click
 
 from ..corpus import FORMATS, Columns, Row, read_corpus
 from ..errors import TwinError
+from ..images import ImageRow, read_images
 
 
 def index_option(f: Callable) -> Callable:
@@ -18,8 +20,8 @@ def index_option(f: Callable) -> Callable:
 
 def model_option(f: Callable) -> Callable:
     return click.option("--model", type=click.Path(path_type=Path), default=None,
-                        help="sentence-transformers or twin LSTM model folder (default: the one the index was "
-                             "built with; for a new index, the packaged all-MiniLM-L6-v2).")(f)
+                        help="sentence-transformers, twin LSTM or twin CNN (images) model folder (default: the one "
+                             "the index was built with; for a new index, the packaged all-MiniLM-L6-v2).")(f)
 
 
 def backend_option(f: Callable) -> Callable:
@@ -37,7 +39,8 @@ def wait_option(f: Callable) -> Callable:
 def corpus_options(f: Callable) -> Callable:
     options = [
         click.option("--text-column", default=None,
-                     help="Column holding the text (default: 'text', or the only column)."),
+                     help="Column holding the text (default: 'text', or the only column); for an image model, "
+                          "the column holding image paths, relative to the file (default: 'path')."),
         click.option("--id-column", default=None,
                      help="Column holding the id (default: 'id' if present, else the line number)."),
         click.option("--id-prefix", default="", help="Put this before every id (e.g. 'b-': line 7 becomes b-7)."),
@@ -53,29 +56,55 @@ def corpus_options(f: Callable) -> Callable:
 
 
 def rows(path: Path, text_column: str | None, id_column: str | None, id_prefix: str, no_header: bool,
-         fmt: str | None) -> Iterator[Row]:
-    """The rows of a corpus file, as the corpus options describe it."""
-    return read_corpus(path, Columns(text=text_column, id=id_column, header=not no_header, id_prefix=id_prefix), fmt)
+         fmt: str | None, modality: str = "text") -> Iterator[Row | ImageRow]:
+    """The rows of a corpus file, as the corpus options describe it; for an image model, the
+    images of a folder, a zip or a table of paths (``images.read_images``)."""
+    columns = Columns(text=text_column, id=id_column, header=not no_header, id_prefix=id_prefix)
+    if modality == "image":
+        return read_images(path, columns, fmt)
+    if path.is_dir():
+        raise TwinError(f"{path}: a folder; a text model reads a corpus file (folders and zips of images need an "
+                        "image model: --model with a folder from twin train --encoder cnn)")
+    return read_corpus(path, columns, fmt)
 
 
-def checked_rows(path: Path, *args: object) -> tuple[int, bool, Iterator[Row]]:
-    """Read the whole file once to find any bad row before anything is written; then (count,
-    whether ids are line numbers, the rows again)."""
+def checked_rows(path: Path, *args: object, modality: str = "text") -> tuple[int, bool, Iterator[Row | ImageRow]]:
+    """Read the whole corpus once to find any bad row (or unreadable image) before anything is
+    written; then (count, whether ids are line numbers, the rows again)."""
     total = 0
     numbered = False
-    for row in rows(path, *args):
+    for row in progress_rows(rows(path, *args, modality=modality), modality):
         total += 1
-        numbered = numbered or row.numbered
+        numbered = numbered or getattr(row, "numbered", False)
+        if modality == "image":
+            row.load()
     if not total:
-        raise TwinError(f"{path}: no items in the file")
-    return total, numbered, rows(path, *args)
+        raise TwinError(f"{path}: no {'images' if modality == 'image' else 'items'} in the "
+                        f"{'corpus' if modality == 'image' else 'file'}")
+    return total, numbered, rows(path, *args, modality=modality)
 
 
-def items(source: Iterator[Row]) -> Iterator:
-    """Corpus rows as Retriever items."""
+def progress_rows(source: Iterator, modality: str) -> Iterator:
+    """Images are checked with a progress bar (decoding takes time); text rows without."""
+    if modality != "image":
+        return source
+    from tqdm import tqdm
+
+    return tqdm(source, desc="checking images", unit="image", disable=None, file=sys.stderr, leave=False)
+
+
+def items(source: Iterator[Row | ImageRow]) -> Iterator:
+    """Corpus rows as Retriever items (an image row's bytes read as the item is reached)."""
     from ..retriever import Item
 
-    return (Item(r.id, r.text, r.payload) for r in source)
+    return (Item(r.id, r.text, r.payload, image=r.read() if isinstance(r, ImageRow) else None) for r in source)
+
+
+def index_modality(index_dir: Path) -> str:
+    """What an index holds (its manifest's encoder), without loading a model."""
+    from index.manifest import Manifest
+
+    return Manifest.load(index_dir).encoder.get("modality") or "text"
 
 
 def say(message: str) -> None:

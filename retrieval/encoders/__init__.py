@@ -15,7 +15,7 @@ __all__ = ["BACKENDS", "CALIBRATION_FILE", "Encoder", "TransformerEncoder", "loa
 #: What runs a sentence-transformers model: int8 ONNX Runtime (the default: a single search in
 #: 2.7 ms against torch's 8.4, batches 2.2x faster than torch bf16 here, QQP accuracy 0.2 points
 #: lower; BENCHMARKS.md, "Query speed") or torch (bf16 where the CPU has it, else fp32). LSTM
-#: folders always run in torch.
+#: and CNN folders always run in torch.
 BACKENDS = ("onnx", "torch")
 DEFAULT_BACKEND = "onnx"
 
@@ -23,6 +23,13 @@ DEFAULT_BACKEND = "onnx"
 #: The file that marks a twin LSTM folder (``lstm.CONFIG_FILE``; named here so that nothing
 #: imports torch before an encoder is loaded).
 LSTM_CONFIG_FILE = "twin_lstm.json"
+#: The file that marks a twin CNN (image) folder (``cnn.CONFIG_FILE``).
+CNN_CONFIG_FILE = "twin_cnn.json"
+
+
+def modality_of(path: str | Path | None) -> str:
+    """What a model folder encodes, without loading it: ``image`` (a twin CNN) or ``text``."""
+    return "image" if path is not None and (Path(path) / CNN_CONFIG_FILE).is_file() else "text"
 
 
 def __getattr__(name: str) -> object:
@@ -58,10 +65,14 @@ def load_encoder(path: str | Path | None = None, backend: str | None = None, bui
         from .lstm import LSTMEncoder
 
         return LSTMEncoder.load(folder)
+    if folder.is_dir() and (folder / CNN_CONFIG_FILE).is_file():
+        from .cnn import CNNEncoder
+
+        return CNNEncoder.load(folder)
     if folder.is_dir() and is_sentence_transformers_folder(folder):
         return _transformer(folder, chosen)
-    raise ModelError(f"{folder}: neither a sentence-transformers model folder (modules.json) "
-                     "nor a twin LSTM folder (twin_lstm.json)")
+    raise ModelError(f"{folder}: neither a sentence-transformers model folder (modules.json), "
+                     "a twin LSTM folder (twin_lstm.json) nor a twin CNN folder (twin_cnn.json)")
 
 
 def _transformer(folder: Path | None, backend: str) -> Encoder:

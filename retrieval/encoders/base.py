@@ -19,12 +19,14 @@ PACKAGED_TAUS = {"torch": 0.7512, "onnx": 0.7451}
 
 
 class Encoder(ABC):
-    """Maps items (texts today, images later) to unit vectors; the same weights for every input."""
+    """Maps items (texts or images) to unit vectors; the same weights for every input."""
 
     name: str = ""
     path: Path | None = None
     #: What runs the network: ``torch`` or ``onnx`` (int8 ONNX Runtime, ``onnxrt.py``).
     backend: str = "torch"
+    #: What its items are: ``text`` (strings) or ``image`` (decoded images, ``images.decode_image``).
+    modality: str = "text"
 
     @property
     @abstractmethod
@@ -51,7 +53,7 @@ class Encoder(ABC):
         """What the index manifest records about the encoder."""
         return {"name": self.name, "path": str(self.path.resolve()) if self.path else None,
                 "packaged": self.packaged, "dimension": self.dimension, "fingerprint": self.fingerprint(),
-                "backend": self.backend}
+                "backend": self.backend, "modality": self.modality}
 
     @property
     def packaged(self) -> bool:

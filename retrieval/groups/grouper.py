@@ -9,6 +9,7 @@ and whether to keep it.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from index.manifest import Manifest
 
 from ..corpus import Row
 from ..encoders import Encoder, choose_backend, load_encoder
+from ..images import ImageRow
 from ..progress import Progress
 from ..retriever import DEFAULT_TAU, built_model
 from ..tables import TableWriter, column_type
@@ -39,21 +41,24 @@ class Units:
 
     ids: list[str] = field(default_factory=list)
     unit_of: list[int] = field(default_factory=list)  #: per item: its unit
-    texts: list[str] = field(default_factory=list)  #: per unit: its normalised text
+    texts: list[str] = field(default_factory=list)  #: per unit: its normalised text (images: a hash)
     first: list[int] = field(default_factory=list)  #: per unit: its first item
     payload_types: dict[str, set[type]] = field(default_factory=dict)
+    images: list[ImageRow] = field(default_factory=list)  #: per unit of an image corpus: its first image
 
     @classmethod
-    def collect(cls, rows: Iterable[Row], progress: bool = True) -> Units:
-        """Read every row once; identical normalised texts become one unit."""
+    def collect(cls, rows: Iterable[Row | ImageRow], progress: bool = True) -> Units:
+        """Read every row once; identical normalised texts (images: identical files) become one unit."""
         units, seen = cls(), {}
         with Progress(None, "reading", "row", enabled=progress) as bar:
             for row in rows:
-                text = normalize(row.text)
-                unit = seen.setdefault(text, len(units.texts))
+                image = isinstance(row, ImageRow)
+                key = "sha256:" + hashlib.sha256(row.read()).hexdigest() if image else normalize(row.text)
+                unit = seen.setdefault(key, len(units.texts))
                 if unit == len(units.texts):
-                    units.texts.append(text)
+                    units.texts.append(key)
                     units.first.append(len(units.ids))
+                    units.images += [row] if image else []
                 units.unit_of.append(unit)
                 units.ids.append(row.id)
                 for key, value in row.payload.items():
@@ -192,16 +197,24 @@ class Grouper:
                     stored = self.store.records_of(ids)
                     for u, item_id in zip(part, ids):
                         record = stored.get(item_id)
-                        if record is not None and normalize(record.text or "") == units.texts[u]:
+                        if record is not None and self._same(record.text or "", units, u):
                             vectors[u], todo[u] = record.vector, False
                     bar.update(len(part))
             self.reused = int((~todo).sum())
         missing = np.flatnonzero(todo)
-        with Progress(len(missing), "encoding", "text", enabled=progress and len(missing) > 0) as bar:
+        with Progress(len(missing), "encoding", "item", enabled=progress and len(missing) > 0) as bar:
             for part in chunked(missing.tolist(), max(batch_size * 16, 256)):
-                vectors[part] = self.encoder.encode([units.texts[u] for u in part], batch_size)
+                inputs = [units.images[u].load() for u in part] if units.images else [units.texts[u] for u in part]
+                vectors[part] = self.encoder.encode(inputs, batch_size)
                 bar.update(len(part))
         return vectors
+
+    @staticmethod
+    def _same(stored_text: str, units: Units, unit: int) -> bool:
+        """An index row holds this unit: the same normalised text (images: the same file)."""
+        if units.images:
+            return stored_text == units.images[unit].text
+        return normalize(stored_text) == units.texts[unit]
 
     def _dimension(self) -> int:
         return self.store.dimension if self.store is not None else self.encoder.dimension

@@ -1,5 +1,7 @@
 """Training losses: one a file, the formula and its source in the docstring."""
 
+from .batch_all import batch_all_triplet_loss
+from .batch_hard import batch_hard_triplet_loss
 from .triplet import batch_triplet_loss
 
-__all__ = ["batch_triplet_loss"]
+__all__ = ["batch_all_triplet_loss", "batch_hard_triplet_loss", "batch_triplet_loss"]

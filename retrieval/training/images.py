@@ -1,0 +1,252 @@
+"""Training the siamese CNN from scratch on a class tree of images (``twin train --encoder cnn``).
+
+Each step draws P classes x K images (Hermans et al. 2017), distorts every image with a random
+affine map (Koch et al. 2015: small rotations, shear, scale and translation), and takes a step
+on the batch-hard triplet loss on cosine, after ``warmup_epochs`` on the batch-all loss
+(batch-hard alone collapses every vector onto one when it starts from random weights). Classes
+rotated by 90, 180 and 270 degrees count as new classes (Vinyals et al. 2016; Snell et al.
+2017): four times the classes to learn from. After each epoch (one pass over the training
+images, rotations included) the model is scored by ``ways``-way one-shot accuracy on fixed
+episodes of the dev tree; the best epoch is kept and training stops after ``patience`` epochs
+without gain. tau is then calibrated on image pairs drawn from the dev tree: pairs of one class,
+and as many pairs of two classes of one group.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import random
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .. import oneshot
+from ..calibrate import best_threshold, save_calibration
+from ..encoders.cnn import CNNEncoder, resize
+from ..errors import TwinError
+from ..evaluate import pair_metrics
+from ..images import Labelled
+from .losses import batch_all_triplet_loss, batch_hard_triplet_loss
+from .trainer import seed_everything
+
+
+@dataclass
+class ImageTrainConfig:
+    """Options of ``twin train --encoder cnn``."""
+
+    epochs: int = 60
+    classes_per_batch: int = 32  #: P
+    images_per_class: int = 4  #: K
+    margin: float = 0.3
+    lr: float = 1e-3
+    image_size: int = 28
+    channels: int = 1
+    width: int = 64
+    out_dim: int = 128
+    warmup_epochs: int = 5  #: epochs on the batch-all loss before batch-hard (which collapses from scratch)
+    rotations: bool = True  #: classes rotated by 90/180/270 degrees are new classes
+    augment: bool = True  #: random affine distortions
+    patience: int = 10
+    dev_ways: int = 20
+    dev_episodes: int = 300
+    seed: int = 0
+    max_minutes: float | None = None  #: stop after the epoch that passes this time
+
+
+def load_pixels(labelled: Sequence[Labelled], size: int, channels: int, desc: str = "reading") -> torch.Tensor:
+    """Every image decoded and resized: (n, channels, size, size) in [0, 1]."""
+    rows = tqdm(labelled, desc=desc, unit="image", disable=None, file=sys.stderr)
+    return torch.from_numpy(np.stack([resize(item.row.load(), size, channels) for item in rows]))
+
+
+def class_ids(labelled: Sequence[Labelled]) -> np.ndarray:
+    """Each image's class as an integer (classes numbered in order of first appearance)."""
+    numbers: dict[str, int] = {}
+    return np.array([numbers.setdefault(item.label, len(numbers)) for item in labelled])
+
+
+class _Sampler:
+    """P classes x K images a batch, every class with K images or more, seeded."""
+
+    def __init__(self, labels: np.ndarray, per_batch: int, per_class: int, seed: int) -> None:
+        members: dict[int, list[int]] = {}
+        for n, label in enumerate(labels):
+            members.setdefault(int(label), []).append(n)
+        self.members = {c: m for c, m in members.items() if len(m) >= per_class}
+        if len(self.members) < 2:
+            raise TwinError(f"training needs two classes of {per_class} images or more; found {len(self.members)}")
+        self.classes = sorted(self.members)
+        self.per_batch, self.per_class = min(per_batch, len(self.classes)), per_class
+        self.rng = random.Random(seed)
+
+    def batch(self) -> np.ndarray:
+        chosen = self.rng.sample(self.classes, self.per_batch)
+        return np.array([i for c in chosen for i in self.rng.sample(self.members[c], self.per_class)])
+
+
+def distort(pixels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """A random affine map per image (Koch et al. 2015's ranges, for a character filling the
+    frame): rotation +-10 degrees, shear +-0.3, scale 0.8-1.2, translation +-5% of the side; the
+    border pixels fill what comes into view."""
+    n = len(pixels)
+
+    def uniform(low: float, high: float) -> torch.Tensor:
+        return torch.rand(n, generator=generator) * (high - low) + low
+
+    angle = uniform(-10, 10) * math.pi / 180
+    shear_x, shear_y = uniform(-0.3, 0.3), uniform(-0.3, 0.3)
+    scale_x, scale_y = uniform(0.8, 1.2), uniform(0.8, 1.2)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    rotate = torch.stack([torch.stack([cos, -sin], 1), torch.stack([sin, cos], 1)], 1)
+    shear = torch.stack([torch.stack([torch.ones(n), shear_x], 1), torch.stack([shear_y, torch.ones(n)], 1)], 1)
+    scale = torch.diag_embed(torch.stack([1 / scale_x, 1 / scale_y], 1))
+    matrix = rotate @ shear @ scale
+    shift = torch.stack([uniform(-0.1, 0.1), uniform(-0.1, 0.1)], 1)[:, :, None]
+    grid = torch.nn.functional.affine_grid(torch.cat([matrix, shift], 2), list(pixels.shape), align_corners=False)
+    return torch.nn.functional.grid_sample(pixels, grid, padding_mode="border", align_corners=False)
+
+
+def with_rotations(pixels: torch.Tensor, labels: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+    """The images and their copies rotated by 90, 180 and 270 degrees, each rotation a new class."""
+    classes = int(labels.max()) + 1
+    turned = [torch.rot90(pixels, k, dims=(2, 3)) for k in range(4)]
+    return torch.cat(turned), np.concatenate([labels + k * classes for k in range(4)])
+
+
+def train_cnn(train: Sequence[Labelled], dev: Sequence[Labelled] | None, config: ImageTrainConfig,
+              out: Path) -> dict:
+    """Train, keep the best dev epoch, calibrate tau on dev pairs (on training pairs without a
+    dev tree), and save the model folder ``out``. Returns the summary (also ``twin_training.json``)."""
+    seed_everything(config.seed)
+    started = time.perf_counter()
+    pixels = load_pixels(train, config.image_size, config.channels, "reading training images")
+    labels = class_ids(train)
+    mean, std = float(pixels.mean()), float(pixels.std()) or 1.0
+    encoder = CNNEncoder({"image_size": config.image_size, "channels": config.channels, "width": config.width,
+                          "out_dim": config.out_dim, "mean": mean, "std": std})
+    dev_set = _dev_episodes(dev, config) if dev else None
+    if config.rotations:
+        pixels, labels = with_rotations(pixels, labels)
+    sampler = _Sampler(labels, config.classes_per_batch, config.images_per_class, config.seed)
+    steps = max(1, math.ceil(len(pixels) / (sampler.per_batch * sampler.per_class)))
+    module = encoder.module
+    optimizer = torch.optim.Adam(module.parameters(), lr=config.lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs * steps)
+    generator = torch.Generator().manual_seed(config.seed)
+    history, best, best_state, stale = [], -1.0, None, 0
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "train_log.jsonl", "w") as log:
+        for epoch in range(config.epochs):
+            module.train()
+            losses = []
+            loss_fn = batch_all_triplet_loss if epoch < config.warmup_epochs else batch_hard_triplet_loss
+            bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", disable=None,
+                       file=sys.stderr)
+            for _ in bar:
+                rows = sampler.batch()
+                batch = distort(pixels[rows], generator) if config.augment else pixels[rows]
+                loss = loss_fn(module((batch - mean) / std), torch.from_numpy(labels[rows]), config.margin)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+                losses.append(loss.item())
+                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+            record = {"epoch": epoch + 1, "mean_loss": float(np.mean(losses)),
+                      "seconds": round(time.perf_counter() - started, 1)}
+            if dev_set is not None:
+                record["dev_accuracy"] = _score(encoder, dev_set)
+                print(f"epoch {epoch + 1}: loss {record['mean_loss']:.4f}, dev {dev_set[0].ways}-way one-shot "
+                      f"accuracy {record['dev_accuracy']:.4f}", file=sys.stderr)
+                if record["dev_accuracy"] > best:
+                    best, stale, best_state = record["dev_accuracy"], 0, copy.deepcopy(module.state_dict())
+                else:
+                    stale += 1
+            history.append(record)
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+            late = config.max_minutes is not None and time.perf_counter() - started > config.max_minutes * 60
+            patient = epoch < config.warmup_epochs or stale < config.patience
+            if (dev_set is not None and not patient) or late:
+                break
+    if best_state is not None:
+        module.load_state_dict(best_state)
+    encoder.save(out)
+    calibration = calibrate_on_pairs(encoder, dev if dev else train, config.seed)
+    save_calibration(out, calibration, f"image pairs of the {'dev' if dev else 'training'} classes")
+    summary = {"config": asdict(config), "encoder": "cnn", "images": len(train),
+               "classes": int(class_ids(train).max()) + 1, "steps": steps * len(history),
+               "seconds": round(time.perf_counter() - started, 1), "epochs": history,
+               "best_dev_accuracy": best if dev_set is not None else None, "calibration": calibration}
+    (out / "twin_training.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _dev_episodes(dev: Sequence[Labelled], config: ImageTrainConfig) -> tuple[oneshot.EpisodeSet, torch.Tensor]:
+    groups: dict[str, set[str]] = {}
+    for item in dev:
+        groups.setdefault(item.group, set()).add(item.label)
+    ways = min(config.dev_ways, max(len(v) for v in groups.values()))
+    episodes = oneshot.tree_episodes(dev, ways, 1, config.dev_episodes, config.seed, "--dev")
+    return episodes, load_pixels(dev, config.image_size, config.channels, "reading dev images")
+
+
+def _score(encoder: CNNEncoder, dev_set: tuple[oneshot.EpisodeSet, torch.Tensor]) -> float:
+    episodes, pixels = dev_set
+    return oneshot.evaluate(embed_pixels(encoder, pixels), episodes.episodes)["accuracy"]
+
+
+def embed_pixels(encoder: CNNEncoder, pixels: torch.Tensor, batch_size: int = 512) -> np.ndarray:
+    """Unit vectors of already resized images (``load_pixels``)."""
+    c = encoder.config
+    encoder.module.eval()
+    with torch.inference_mode():
+        return np.concatenate([encoder.module((pixels[s : s + batch_size] - c["mean"]) / c["std"]).numpy()
+                               for s in range(0, len(pixels), batch_size)])
+
+
+def image_pairs(labelled: Sequence[Labelled], seed: int = 0, limit: int = 5000) -> tuple[list[tuple[int, int]],
+                                                                                           np.ndarray]:
+    """Labelled pairs for calibration: up to ``limit`` pairs of one class, and as many of two
+    classes of the same group (the hard negatives; another group where a group has one class)."""
+    rng = random.Random(seed)
+    by_class: dict[str, list[int]] = {}
+    for n, item in enumerate(labelled):
+        by_class.setdefault(item.label, []).append(n)
+    positives = [(a, b) for members in by_class.values() for i, a in enumerate(members) for b in members[i + 1 :]]
+    positives = rng.sample(positives, min(limit, len(positives)))
+    by_group: dict[str, list[int]] = {}
+    for n, item in enumerate(labelled):
+        by_group.setdefault(item.group, []).append(n)
+    negatives: set[tuple[int, int]] = set()
+    tries = 0
+    while len(negatives) < len(positives) and tries < 50 * len(positives):
+        tries += 1
+        a = rng.randrange(len(labelled))
+        pool = by_group[labelled[a].group] if len(by_group) == 1 or rng.random() < 0.9 else range(len(labelled))
+        b = rng.choice(pool)
+        if labelled[a].label != labelled[b].label:
+            negatives.add((min(a, b), max(a, b)))
+    pairs = positives + sorted(negatives)
+    return pairs, np.array([1] * len(positives) + [0] * len(negatives))
+
+
+def calibrate_on_pairs(encoder: CNNEncoder, labelled: Sequence[Labelled], seed: int = 0,
+                       objective: str = "accuracy") -> dict:
+    """tau chosen on image pairs of ``labelled`` (``image_pairs``), and the metrics at it."""
+    pairs, labels = image_pairs(labelled, seed)
+    pixels = load_pixels(labelled, encoder.config["image_size"], encoder.config["channels"], "calibrating")
+    vectors = embed_pixels(encoder, pixels)
+    scores = np.array([float(vectors[a] @ vectors[b]) for a, b in pairs])
+    tau, value = best_threshold(scores, labels, objective)
+    calibration = {"tau": tau, "objective": objective, "objective_value": value,
+                   "metrics": pair_metrics(scores, labels, tau)}
+    return calibration
