@@ -89,16 +89,18 @@ def official_runs(path: str | Path) -> EpisodeSet:
     for labels in sorted(path.glob("run*/class_labels.txt")):
         support: set[str] = set()
         queries = []
+        run = labels.parent.relative_to(path).as_posix()
         for line_no, line in enumerate(labels.read_text().splitlines(), 1):
             if not line.strip():
                 continue
-            parts = line.split()
+            # paths relative to the runs folder (run01/test/item01.png), or to the run itself
+            parts = [p if p in index else f"{run}/{p}" for p in line.split()]
             if len(parts) != 2 or any(p not in index for p in parts):
-                raise InputError(labels, line_no, "expected 'test/IMAGE training/IMAGE', paths under "
-                                                  f"{path} that exist")
+                raise InputError(labels, line_no, "expected 'runNN/test/IMAGE runNN/training/IMAGE', two "
+                                                  f"images under {path}")
             queries.append((index[parts[0]], parts[1]))
             support.add(parts[1])
-        training = sorted(n for n in order if n.startswith(labels.parent.relative_to(path).as_posix() + "/training/"))
+        training = sorted(n for n in order if n.startswith(f"{run}/training/"))
         episodes.append(Episode([(index[n], n) for n in sorted(support | set(training))], queries))
     if not episodes:
         raise InputError(path, None, "no runNN/class_labels.txt found")

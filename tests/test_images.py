@@ -145,12 +145,14 @@ def test_eval_oneshot_beats_chance_on_classes_never_trained_on_and_reads_officia
             char = glyphs["test"] / "group0" / f"char{c:02d}"
             shutil.copy(char / f"{r:02d}.png", run / "training" / f"class{c + 1:02d}.png")
             shutil.copy(char / f"{r + 2:02d}.png", run / "test" / f"item{6 - c:02d}.png")
-            lines.append(f"run{r:02d}/test/item{6 - c:02d}.png run{r:02d}/training/class{c + 1:02d}.png")
+            prefix = f"run{r:02d}/" if r == 1 else ""  # relative to the runs folder, or to the run
+            lines.append(f"{prefix}test/item{6 - c:02d}.png {prefix}training/class{c + 1:02d}.png")
         (run / "class_labels.txt").write_text("\n".join(lines) + "\n")
     official = json.loads(twin("eval-oneshot", runs, "--model", cnn, "--json").output)
     assert (official["ways"], official["episodes"]) == (6, 2) and official["accuracy"] > 0.5
-    text = twin("eval-oneshot", glyphs["test"], "--model", cnn, "--ways", "7")
-    one_line(text, "no group holds 7 classes")
+    one_line(twin("eval-oneshot", glyphs["test"], "--model", cnn, "--ways", "7"), "no group holds 7 classes")
+    (runs / "run02" / "class_labels.txt").write_text("test/item01.png training/nothing.png\n")
+    one_line(twin("eval-oneshot", runs, "--model", cnn), "class_labels.txt:1", "two images")
 
 
 # -- image corpora ----------------------------------------------------------------------------------
@@ -212,6 +214,7 @@ def test_a_bad_image_anywhere_in_the_corpus_is_one_line_and_nothing_is_written(c
     (folder / "bad.png").write_bytes(b"\x89PNG not really")
     one_line(twin("build", folder, "--index", tmp_path / "ixf", "--model", cnn), str(folder / "bad.png"))
     one_line(twin("build", folder, "--index", tmp_path / "ixt"), "a folder", "image model")
+    one_line(twin("build", tmp_path / "zero.png.zip", "--index", tmp_path / "ixt"), "a zip", "image model")
 
 
 def test_groups_and_dedup_find_copies_among_images(cnn, glyphs, tmp_path):

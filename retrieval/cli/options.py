@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -62,9 +63,10 @@ def rows(path: Path, text_column: str | None, id_column: str | None, id_prefix: 
     columns = Columns(text=text_column, id=id_column, header=not no_header, id_prefix=id_prefix)
     if modality == "image":
         return read_images(path, columns, fmt)
-    if path.is_dir():
-        raise TwinError(f"{path}: a folder; a text model reads a corpus file (folders and zips of images need an "
-                        "image model: --model with a folder from twin train --encoder cnn)")
+    if path.is_dir() or (path.suffix.lower() == ".zip" and zipfile.is_zipfile(path)):
+        raise TwinError(f"{path}: a {'folder' if path.is_dir() else 'zip'}; a text model reads a corpus file "
+                        "(folders and zips of images need an image model: --model with a folder from twin train "
+                        "--encoder cnn)")
     return read_corpus(path, columns, fmt)
 
 

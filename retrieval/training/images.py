@@ -53,6 +53,7 @@ class ImageTrainConfig:
     out_dim: int = 128
     warmup_epochs: int = 5  #: epochs on the batch-all loss before batch-hard (which collapses from scratch)
     rotations: bool = True  #: classes rotated by 90/180/270 degrees are new classes
+    mirrors: bool = False  #: mirror images of classes are new classes too
     augment: bool = True  #: random affine distortions
     patience: int = 10
     dev_ways: int = 20
@@ -114,11 +115,14 @@ def distort(pixels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return torch.nn.functional.grid_sample(pixels, grid, padding_mode="border", align_corners=False)
 
 
-def with_rotations(pixels: torch.Tensor, labels: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
-    """The images and their copies rotated by 90, 180 and 270 degrees, each rotation a new class."""
+def with_rotations(pixels: torch.Tensor, labels: np.ndarray, mirrors: bool = False) -> tuple[torch.Tensor,
+                                                                                             np.ndarray]:
+    """The images and their copies rotated by 90, 180 and 270 degrees (and, with ``mirrors``, the
+    mirror images of all four), each copy a new class."""
     classes = int(labels.max()) + 1
-    turned = [torch.rot90(pixels, k, dims=(2, 3)) for k in range(4)]
-    return torch.cat(turned), np.concatenate([labels + k * classes for k in range(4)])
+    views = [pixels, torch.flip(pixels, dims=(3,))] if mirrors else [pixels]
+    turned = [torch.rot90(view, k, dims=(2, 3)) for view in views for k in range(4)]
+    return torch.cat(turned), np.concatenate([labels + k * classes for k in range(len(turned))])
 
 
 def train_cnn(train: Sequence[Labelled], dev: Sequence[Labelled] | None, config: ImageTrainConfig,
@@ -134,7 +138,7 @@ def train_cnn(train: Sequence[Labelled], dev: Sequence[Labelled] | None, config:
                           "out_dim": config.out_dim, "mean": mean, "std": std})
     dev_set = _dev_episodes(dev, config) if dev else None
     if config.rotations:
-        pixels, labels = with_rotations(pixels, labels)
+        pixels, labels = with_rotations(pixels, labels, config.mirrors)
     sampler = _Sampler(labels, config.classes_per_batch, config.images_per_class, config.seed)
     steps = max(1, math.ceil(len(pixels) / (sampler.per_batch * sampler.per_class)))
     module = encoder.module
