@@ -285,3 +285,14 @@ def test_reading_images_in_path_order_skips_other_files(tmp_path):
     (tmp_path / "t" / "README.txt").write_text("not an image")
     ids = [row.id for row in read_images(tmp_path / "t")]
     assert ids == sorted(ids) and len(ids) == 4 and all(i.endswith(".png") for i in ids)
+
+
+def test_a_collapsed_batch_hard_loss_falls_back_to_batch_all_from_the_best_epoch(glyphs, tmp_path, monkeypatch):
+    from retrieval.images import class_tree as tree
+    from retrieval.training import images as training
+
+    monkeypatch.setattr(training, "COLLAPSED", -1.0)  # every batch-hard epoch looks collapsed
+    config = training.ImageTrainConfig(epochs=4, warmup_epochs=2, image_size=16, dev_episodes=50)
+    summary = training.train_cnn(tree(glyphs["dev"]), tree(glyphs["test"]), config, tmp_path / "m")
+    assert [e["loss"] for e in summary["epochs"]] == ["batch-all", "batch-all", "batch-hard", "batch-all"]
+    assert (tmp_path / "m" / "model.pt").is_file()

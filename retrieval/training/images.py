@@ -37,6 +37,9 @@ from ..images import Labelled
 from .losses import batch_all_triplet_loss, batch_hard_triplet_loss
 from .trainer import seed_everything
 
+#: Mean cosine within a batch above which the vectors have collapsed onto one (healthy: ~0.1-0.3).
+COLLAPSED = 0.95
+
 
 @dataclass
 class ImageTrainConfig:
@@ -141,34 +144,30 @@ def train_cnn(train: Sequence[Labelled], dev: Sequence[Labelled] | None, config:
         pixels, labels = with_rotations(pixels, labels, config.mirrors)
     sampler = _Sampler(labels, config.classes_per_batch, config.images_per_class, config.seed)
     steps = max(1, math.ceil(len(pixels) / (sampler.per_batch * sampler.per_class)))
+    draw = _Draw(pixels, labels, sampler, torch.Generator().manual_seed(config.seed), config.augment, mean, std)
     module = encoder.module
     optimizer = torch.optim.Adam(module.parameters(), lr=config.lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs * steps)
-    generator = torch.Generator().manual_seed(config.seed)
-    history, best, best_state, stale = [], -1.0, None, 0
+    history, best, best_state, stale, hard = [], -1.0, None, 0, True
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "train_log.jsonl", "w") as log:
         for epoch in range(config.epochs):
-            module.train()
-            losses = []
-            loss_fn = batch_all_triplet_loss if epoch < config.warmup_epochs else batch_hard_triplet_loss
+            hard_now = hard and epoch >= config.warmup_epochs
+            loss_fn = batch_hard_triplet_loss if hard_now else batch_all_triplet_loss
             bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", disable=None,
                        file=sys.stderr)
-            for _ in bar:
-                rows = sampler.batch()
-                batch = distort(pixels[rows], generator) if config.augment else pixels[rows]
-                loss = loss_fn(module((batch - mean) / std), torch.from_numpy(labels[rows]), config.margin)
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                schedule.step()
-                losses.append(loss.item())
-                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
-            record = {"epoch": epoch + 1, "mean_loss": float(np.mean(losses)),
-                      "seconds": round(time.perf_counter() - started, 1)}
+            losses, cosine = _epoch(module, draw, bar, loss_fn, config.margin, optimizer, schedule)
+            record = {"epoch": epoch + 1, "mean_loss": losses, "loss": "batch-hard" if hard_now else "batch-all",
+                      "mean_cosine": round(cosine, 4), "seconds": round(time.perf_counter() - started, 1)}
+            if hard_now and cosine > COLLAPSED:
+                hard = False
+                print(f"epoch {epoch + 1}: the batch-hard loss collapsed (mean cosine {cosine:.3f}, loss "
+                      f"{losses:.4f} ~ margin); back to the best epoch and the batch-all loss", file=sys.stderr)
+                if best_state is not None:
+                    module.load_state_dict(best_state)
             if dev_set is not None:
                 record["dev_accuracy"] = _score(encoder, dev_set)
-                print(f"epoch {epoch + 1}: loss {record['mean_loss']:.4f}, dev {dev_set[0].ways}-way one-shot "
+                print(f"epoch {epoch + 1}: loss {losses:.4f}, dev {dev_set[0].ways}-way one-shot "
                       f"accuracy {record['dev_accuracy']:.4f}", file=sys.stderr)
                 if record["dev_accuracy"] > best:
                     best, stale, best_state = record["dev_accuracy"], 0, copy.deepcopy(module.state_dict())
@@ -192,6 +191,40 @@ def train_cnn(train: Sequence[Labelled], dev: Sequence[Labelled] | None, config:
                "best_dev_accuracy": best if dev_set is not None else None, "calibration": calibration}
     (out / "twin_training.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+class _Draw:
+    """Training batches: P x K images, distorted, standardised, with their classes."""
+
+    def __init__(self, pixels: torch.Tensor, labels: np.ndarray, sampler: _Sampler, generator: torch.Generator,
+                 augment: bool, mean: float, std: float) -> None:
+        self.pixels, self.labels, self.sampler, self.generator = pixels, labels, sampler, generator
+        self.augment, self.mean, self.std = augment, mean, std
+
+    def __call__(self) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = self.sampler.batch()
+        batch = distort(self.pixels[rows], self.generator) if self.augment else self.pixels[rows]
+        return (batch - self.mean) / self.std, torch.from_numpy(self.labels[rows])
+
+
+def _epoch(module: torch.nn.Module, draw: _Draw, bar, loss_fn, margin: float, optimizer,  # noqa: ANN001
+           schedule) -> tuple[float, float]:  # noqa: ANN001
+    """One pass of steps: the mean loss, and the mean cosine between the vectors of the last batch
+    (near 1: every vector on one, the collapse)."""
+    module.train()
+    losses, cosine = [], 0.0
+    for _ in bar:
+        batch, labels = draw()
+        vectors = module(batch)
+        loss = loss_fn(vectors, labels, margin)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        losses.append(loss.item())
+        cosine = float((vectors.detach() @ vectors.detach().T).mean())
+        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+    return float(np.mean(losses)), cosine
 
 
 def _dev_episodes(dev: Sequence[Labelled], config: ImageTrainConfig) -> tuple[oneshot.EpisodeSet, torch.Tensor]:
