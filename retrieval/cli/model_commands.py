@@ -52,7 +52,7 @@ def _model_encoder(model: Path | None, backend: str | None):  # noqa: ANN202 - E
 @click.option("--model", "base", type=click.Path(path_type=Path), default=None,
               help="transformer: the sentence-transformers folder to start from (default: packaged MiniLM).")
 @click.option("--epochs", type=click.IntRange(1), default=None,
-              help="Passes over the pairs (default 1), or over the images (cnn: at most this many, default 60; "
+              help="Passes over the pairs (default 1), or over the images (cnn: at most this many, default 20; "
                    "early stopping on --dev).")
 @click.option("--batch-size", type=click.IntRange(2), default=32, show_default=True, help="Duplicate pairs a batch.")
 @click.option("--margin", type=click.FloatRange(0, 2), default=0.3, show_default=True,
@@ -64,8 +64,11 @@ def _model_encoder(model: Path | None, backend: str | None):  # noqa: ANN202 - E
 @click.option("--dev", type=click.Path(path_type=Path), default=None,
               help="Labelled dev pairs: early stopping, leakage filter and calibration of tau (cnn: a class tree "
                    "of classes not trained on, scored by one-shot accuracy; tau from its image pairs).")
-@click.option("--image-size", type=click.IntRange(16, 512), default=28, show_default=True,
-              help="cnn: the side images are resized to.")
+@click.option("--image-size", type=click.IntRange(16, 512), default=48, show_default=True,
+              help="cnn: the side images are resized to (48 beat 28 and 64 on Omniglot; BENCHMARKS.md).")
+@click.option("--mirror-classes/--no-mirror-classes", default=True, show_default=True,
+              help="cnn: the mirror image of each class (and of its 90/180/270-degree rotations, always used) is a "
+                   "new class too; right for characters, wrong where mirror images are the same thing.")
 @click.option("--max-minutes", type=click.FloatRange(0, min_open=True), default=None,
               help="cnn: stop after the epoch that passes this many minutes (the best epoch is kept).")
 @click.option("--exclude", type=click.Path(path_type=Path), multiple=True,
@@ -85,7 +88,7 @@ def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epo
           margin: float, lr: float | None, max_seq_length: int, seed: int, dev: Path | None, exclude: tuple[Path, ...],
           objective: str, topic_batches: bool, near_miss_rows: bool, near_miss_pairs: int, first_column: str,
           second_column: str, label_column: str, no_header: bool, backend: str | None, force: bool,
-          image_size: int, max_minutes: float | None) -> None:
+          image_size: int, mirror_classes: bool, max_minutes: float | None) -> None:
     """Train a siamese encoder with triplet loss on PAIRS (or triplets), or (--encoder cnn) on a
     class tree of images, and save it to --out."""
     if out.exists() and any(out.iterdir()) and not force:
@@ -93,7 +96,8 @@ def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epo
     if encoder_kind == "cnn":
         from .image_commands import train_images
 
-        train_images(pairs_path, out, dev, epochs, margin, lr, seed, image_size, max_minutes, objective, force)
+        train_images(pairs_path, out, dev, epochs, margin, lr, seed, image_size, mirror_classes, max_minutes,
+                     objective, force)
         return
     epochs = epochs or 1
     from ..calibrate import calibrate_model, save_calibration

@@ -5,8 +5,8 @@ affine map (Koch et al. 2015: small rotations, shear, scale and translation), an
 on the batch-hard triplet loss on cosine, after ``warmup_epochs`` on the batch-all loss
 (batch-hard alone collapses every vector onto one when it starts from random weights). Classes
 rotated by 90, 180 and 270 degrees count as new classes (Vinyals et al. 2016; Snell et al.
-2017): four times the classes to learn from. After each epoch (one pass over the training
-images, rotations included) the model is scored by ``ways``-way one-shot accuracy on fixed
+2017), and so do their mirror images: eight times the classes to learn from. After each epoch
+(one pass over the training images, copies included) the model is scored by ``ways``-way one-shot accuracy on fixed
 episodes of the dev tree; the best epoch is kept and training stops after ``patience`` epochs
 without gain. tau is then calibrated on image pairs drawn from the dev tree: pairs of one class,
 and as many pairs of two classes of one group.
@@ -45,18 +45,18 @@ COLLAPSED = 0.95
 class ImageTrainConfig:
     """Options of ``twin train --encoder cnn``."""
 
-    epochs: int = 60
+    epochs: int = 20
     classes_per_batch: int = 32  #: P
     images_per_class: int = 4  #: K
     margin: float = 0.3
     lr: float = 1e-3
-    image_size: int = 28
+    image_size: int = 48
     channels: int = 1
     width: int = 64
     out_dim: int = 128
     warmup_epochs: int = 5  #: epochs on the batch-all loss before batch-hard (which collapses from scratch)
     rotations: bool = True  #: classes rotated by 90/180/270 degrees are new classes
-    mirrors: bool = False  #: mirror images of classes are new classes too
+    mirrors: bool = True  #: mirror images of classes (and their rotations) are new classes too
     augment: bool = True  #: random affine distortions
     patience: int = 10
     dev_ways: int = 20
