@@ -232,6 +232,14 @@ class Retriever:
         vectors = self.encode_queries(texts, batch_size)
         return self.match(texts, vectors, k, threshold, duplicates_only, **knobs)
 
+    def lookup(self, queries: Sequence, names: Sequence[str], k: int = 5, threshold: float | None = None,
+               duplicates_only: bool = False, batch_size: int = 64, **knobs: int | None) -> list[QueryResult]:
+        """``search`` for an index of texts (``queries`` are the texts), ``search_images`` for one
+        of images (``queries`` are images, answered under ``names``)."""
+        if self.modality == "image":
+            return self.search_images(queries, names, k, threshold, duplicates_only, batch_size, **knobs)
+        return self.search(queries, k, threshold, duplicates_only, batch_size, **knobs)
+
     def warm_up(self) -> None:
         """Encode one item of the index's kind: the model is loaded (and compiled) before the first query."""
         if self.modality == "image":

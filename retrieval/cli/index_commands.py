@@ -176,12 +176,9 @@ def query(texts: tuple[str, ...], index_dir: Path, model: Path | None, backend: 
     with Retriever.open(index_dir, model, read_only=True, backend=backend) as retriever:
         tau = retriever.tau if threshold is None else threshold
         for batch in itertools.chain([first], batches):
-            knobs = {"nprobe": nprobe, "ef_search": ef_search}
-            if retriever.modality == "image":
-                results = retriever.search_images(_image_files(batch), batch, k, threshold, duplicates_only, **knobs)
-            else:
-                results = retriever.search(batch, k, threshold, duplicates_only, **knobs)
-            for result in results:
+            queries = _image_files(batch) if retriever.modality == "image" else batch
+            for result in retriever.lookup(queries, batch, k, threshold, duplicates_only, nprobe=nprobe,
+                                           ef_search=ef_search):
                 click.echo(json.dumps(result.to_dict(), ensure_ascii=False) if as_json else _format(result, tau))
             sys.stdout.flush()
 
@@ -248,12 +245,9 @@ def dedup(input_path: Path, index_dir: Path, model: Path | None, backend: str | 
     opened = Retriever.open(index_dir, model, read_only=True, backend=backend)
     with opened as retriever, TableWriter(output, fields, types) as table:
         for chunk in chunked(source, 256):
-            if modality == "image":
-                results = retriever.search_images([r.load() for r in chunk], [r.text for r in chunk],
-                                                  2 if exclude_self else 1, threshold, batch_size=batch_size)
-            else:
-                results = retriever.search([r.text for r in chunk], 2 if exclude_self else 1, threshold,
-                                           batch_size=batch_size)
+            queries = [r.load() for r in chunk] if modality == "image" else [r.text for r in chunk]
+            results = retriever.lookup(queries, [r.text for r in chunk], 2 if exclude_self else 1, threshold,
+                                       batch_size=batch_size)
             for row, result in zip(chunk, results):
                 best = next((m for m in result.matches if not (exclude_self and m.id == row.id)), None)
                 total += 1
