@@ -39,6 +39,7 @@ SNAPSHOT_NAME = re.compile(r"index-\d+(-[0-9a-f]{8,32})?\.faiss")
 META_NAME = re.compile(r"meta(-[0-9a-f]{8,32})?\.sqlite")
 _SQLITE_SIDES = ("", "-wal", "-shm", "-journal")
 STAGING_PREFIX = ".building-"
+SHARD_NAME = re.compile(r"shard-[0-9a-f]{8,32}-\d{4,}")
 
 
 def holder_info(**extra: object) -> dict:
@@ -107,7 +108,7 @@ def own_files(folder: Path) -> list[Path]:
         name = path.name
         base = re.sub(r"-(wal|shm|journal)$", "", name)
         if (name in (MANIFEST, LOCK_FILE) or META_NAME.fullmatch(base) or SNAPSHOT_NAME.fullmatch(name)
-                or RERANK_NAME.fullmatch(name)
+                or RERANK_NAME.fullmatch(name) or SHARD_NAME.fullmatch(name)
                 or (name.startswith(".") and name.endswith(".tmp")) or name.startswith(STAGING_PREFIX)):
             found.append(path)
     return found
@@ -127,7 +128,7 @@ def remove_strays(folder: Path, manifest: Manifest) -> None:
     """Remove index files that the manifest does not name: snapshots and SQLite files of a build
     or save killed before its manifest was written, and staging folders (writer lock held)."""
     keep = {MANIFEST, LOCK_FILE, manifest.snapshot.get("file") or "", manifest.snapshot.get("rerank") or "",
-            *(manifest.meta_file + s for s in _SQLITE_SIDES)}
+            *(manifest.meta_file + s for s in _SQLITE_SIDES), *manifest.shards}
     for path in own_files(folder):
         if path.name not in keep:
             shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
@@ -139,9 +140,12 @@ def install(staging: Path, folder: Path) -> None:
     new = Manifest.load(staging)
     token = secrets.token_hex(8)
     old = Manifest.load(folder) if (folder / MANIFEST).is_file() else None
-    meta_name = f"meta-{token}.sqlite"
-    os.replace(staging / new.meta_file, folder / meta_name)
-    new.meta_file = meta_name
+    if new.shards:
+        _install_shards(staging, folder, new, token)
+    else:
+        meta_name = f"meta-{token}.sqlite"
+        os.replace(staging / new.meta_file, folder / meta_name)
+        new.meta_file = meta_name
     if new.snapshot.get("file"):
         snap_name = new.snapshot["file"]
         if (folder / snap_name).exists():
@@ -154,11 +158,24 @@ def install(staging: Path, folder: Path) -> None:
     new.save(folder)  # the commit point
     shutil.rmtree(staging, ignore_errors=True)
     if old is not None:
-        for side in _SQLITE_SIDES:
-            (folder / (old.meta_file + side)).unlink(missing_ok=True)
+        if old.meta_file != new.meta_file or new.shards:
+            for side in _SQLITE_SIDES:
+                (folder / (old.meta_file + side)).unlink(missing_ok=True)
         for key in ("file", "rerank"):
             if old.snapshot.get(key) and old.snapshot[key] != new.snapshot.get(key):
                 (folder / old.snapshot[key]).unlink(missing_ok=True)
+        for name in set(old.shards) - set(new.shards):
+            shutil.rmtree(folder / name, ignore_errors=True)
+
+
+def _install_shards(staging: Path, folder: Path, new: Manifest, token: str) -> None:
+    """Move a sharded index's shard folders in under new names (the manifest not yet written)."""
+    names = []
+    for n, name in enumerate(new.shards):
+        installed = f"shard-{token}-{n:04d}"
+        os.replace(staging / name, folder / installed)
+        names.append(installed)
+    new.shards = names
 
 
 @contextlib.contextmanager

@@ -36,6 +36,7 @@ class Manifest:
     format_version: int = FORMAT_VERSION
     meta_file: str = "meta.sqlite"  #: the SQLite file of this index (a rebuilt index gets a new one)
     target_recall: float = DEFAULT_TARGET_RECALL  #: the recall@10 a build tunes the search knob for (tuning.py)
+    shards: list = field(default_factory=list)  #: a sharded index: its shard folders, in order (``sharded.py``)
 
     def save(self, folder: Path) -> None:
         """Write the manifest atomically (temporary file, fsync, rename, fsync of the folder)."""
@@ -72,11 +73,11 @@ class Manifest:
     def problem(self) -> str | None:
         """What is wrong with the manifest's fields, or None. File names must be plain names of
         the kinds an index holds: a manifest never makes the store open a file elsewhere."""
-        from .folder import META_NAME, SNAPSHOT_NAME
+        from .folder import META_NAME, SHARD_NAME, SNAPSHOT_NAME
         from .rerank import RERANK_NAME
 
         types = {"dimension": int, "kind": str, "built_kind": str, "encoder": dict, "count": int,
-                 "params": dict, "snapshot": dict, "metric": str, "meta_file": str}
+                 "params": dict, "snapshot": dict, "metric": str, "meta_file": str, "shards": list}
         for name, kind in types.items():
             value = getattr(self, name)
             if not isinstance(value, kind) or isinstance(value, bool):
@@ -91,6 +92,9 @@ class Manifest:
             return f"'dimension' is {self.dimension}"
         if not META_NAME.fullmatch(self.meta_file):
             return f"'meta_file' {self.meta_file!r} is not an index file name"
+        for name in self.shards:
+            if not isinstance(name, str) or not SHARD_NAME.fullmatch(name):
+                return f"shard {name!r} is not a shard folder name (shard-<token>-<n>)"
         snap = self.snapshot
         if snap:
             if not isinstance(snap.get("file"), str) or not SNAPSHOT_NAME.fullmatch(snap["file"]):

@@ -590,8 +590,17 @@ def one_thread_for_one_query(n: int) -> None:
     faiss.omp_set_num_threads(1 if n == 1 else CORES)
 
 
-#: The cores this process may run on.
-CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+def _cores() -> int:
+    """The cores this process may run on, or ``TWIN_THREADS`` where set (a distributed worker
+    given one CPU of a shared machine must not start a thread per core)."""
+    chosen = os.environ.get("TWIN_THREADS", "")
+    if chosen.isdigit() and int(chosen) > 0:
+        return int(chosen)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+#: Threads for FAISS batches and the ONNX encoder's pool (see ``_cores``).
+CORES = _cores()
 
 
 def _open_meta(folder: Path, manifest: Manifest, read_only: bool) -> MetaDB:

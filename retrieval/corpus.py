@@ -13,10 +13,12 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import decimal
+import glob
 import json
 import math
+import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,8 +87,9 @@ def read_records(path: str | Path, header: bool = True, fmt: str | None = None) 
     return readers[fmt](path)
 
 
-def read_corpus(path: str | Path, columns: Columns = Columns(), fmt: str | None = None) -> Iterator[Row]:
-    """Stream the rows of a corpus file."""
+def read_corpus(path: str | Path, columns: Columns = Columns(), fmt: str | None = None,
+                label: str = "") -> Iterator[Row]:
+    """Stream the rows of a corpus file (``label``: put before a line-number id, after the prefix)."""
     path = Path(path)
     fmt = fmt or detect_format(path)
     if fmt == "jsonl":  # objects may differ in keys: the text key is never guessed from a lone key
@@ -98,7 +101,40 @@ def read_corpus(path: str | Path, columns: Columns = Columns(), fmt: str | None 
         if key not in chosen:
             chosen[key] = (pick_column(path, record.names_line, columns.text, "text", record.names, True),
                            pick_column(path, record.names_line, columns.id, "id", record.names, False))
-        yield _row(path, record, *chosen[key], columns.id_prefix)
+        yield _row(path, record, *chosen[key], columns.id_prefix, label)
+
+
+def corpus_paths(patterns: Sequence[str | Path]) -> list[Path]:
+    """The files that ``patterns`` name, in order, each once: a pattern with ``*``, ``?`` or
+    ``[`` is a glob (its matches sorted; matching nothing is an error), anything else a path."""
+    found: dict[Path, None] = {}
+    for pattern in patterns:
+        text = str(pattern)
+        if glob.has_magic(text) and not Path(text).exists():
+            matches = sorted(Path(m) for m in glob.glob(text, recursive=True) if Path(m).is_file())
+            if not matches:
+                raise InputError(text, None, "no file matches this pattern")
+            found.update(dict.fromkeys(matches))
+        else:
+            found[Path(text)] = None
+    return list(found)
+
+
+def file_labels(paths: Sequence[Path]) -> list[str]:
+    """What goes before the line-number ids of each file: nothing for one file; for several,
+    the file's path relative to their common folder and a colon (``2024/a.csv:7``), so that
+    line 7 of two files are two items."""
+    if len(paths) < 2:
+        return [""] * len(paths)
+    resolved = [p.resolve() for p in paths]
+    common = Path(os.path.commonpath([p.parent for p in resolved]))
+    return [f"{p.relative_to(common).as_posix()}:" for p in resolved]
+
+
+def read_corpora(paths: Sequence[Path], columns: Columns = Columns(), fmt: str | None = None) -> Iterator[Row]:
+    """The rows of several corpus files, one after the other (ids: see ``file_labels``)."""
+    for path, label in zip(paths, file_labels(paths)):
+        yield from read_corpus(path, columns, fmt, label)
 
 
 def pick_column(
@@ -135,10 +171,10 @@ def text_value(path: Path, record: Record, column: str) -> str:
     return value
 
 
-def _row(path: Path, record: Record, text_col: str, id_col: str | None, id_prefix: str = "") -> Row:
+def _row(path: Path, record: Record, text_col: str, id_col: str | None, id_prefix: str = "", label: str = "") -> Row:
     text = text_value(path, record, text_col)
     if id_col is None:
-        item_id = f"{id_prefix}{record.line}"
+        item_id = f"{id_prefix}{label}{record.line}"
     else:
         value = record.values[id_col]
         item_id = "" if value is None or not str(value).strip() else f"{id_prefix}{value}"

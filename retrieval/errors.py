@@ -17,6 +17,9 @@ class InputError(TwinError):
         where = self.path + (f":{line}" if line else "") + (f":{column}" if line and column else "")
         super().__init__(f"{where}: {message}")
 
+    def __reduce__(self) -> tuple:  # raised in a Ray worker, shown by the driver: it must pickle
+        return type(self), (self.path, self.line, self.message, self.column)
+
 
 class ModelError(TwinError):
     """A model folder that cannot be used."""

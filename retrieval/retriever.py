@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from index import VectorStore
+from index import VectorStore, open_store
 from index.manifest import Manifest
 from index.tuning import DEFAULT_TARGET_RECALL
 
@@ -103,7 +103,7 @@ class Retriever:
         if encoder.modality != built:
             raise ModelError(f"{folder} holds {built}s and {encoder.name} encodes {encoder.modality}s; "
                              "use the model the index was built with")
-        store = VectorStore.open(folder, encoder=encoder.info(), read_only=read_only, holder=holder, wait_s=wait_s)
+        store = open_store(folder, encoder=encoder.info(), read_only=read_only, holder=holder, wait_s=wait_s)
         return cls(encoder, store)
 
     def save(self) -> None:
@@ -185,6 +185,15 @@ class Retriever:
             elif admitted is not None:
                 admitted.add([ids[n] for n in fresh], vectors[fresh])
         return outcomes
+
+    def add_encoded(self, items: Sequence[Item], vectors: np.ndarray) -> list[str]:
+        """Store ``items`` whose vectors were encoded elsewhere (by this index's model, e.g. on a
+        Ray cluster) as one atomic batch, as ``upsert`` would; returns the ids written."""
+        _check_items(items, self.modality)
+        if len(vectors) != len(items):
+            raise TwinError(f"{len(items)} items for {len(vectors)} vectors")
+        with self._writing:
+            return self._store(items, vectors, range(len(items)))
 
     def _inputs(self, items: Sequence[Item]) -> list:
         """What the encoder takes: normalised texts, or decoded images (a TwinError names the first
@@ -332,7 +341,7 @@ def built_model(folder: Path, encoder: dict) -> str | None:
 def describe(store: VectorStore, tau: float | None = None) -> dict:
     """A store's facts for ``twin info`` and ``/stats``; needs no model loaded."""
     manifest = store.manifest
-    on_disk = sum(p.stat().st_size for p in store.folder.iterdir() if p.is_file())
+    on_disk = sum(p.stat().st_size for p in store.folder.rglob("*") if p.is_file())
     return {
         "folder": str(store.folder), "count": len(store), "kind": manifest.kind,
         "built_kind": store.built_kind, "dimension": manifest.dimension, "encoder": manifest.encoder,

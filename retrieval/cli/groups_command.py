@@ -11,11 +11,22 @@ import click
 from ..errors import TwinError
 from ..tables import table_format
 from .group import cli
-from .options import backend_option, checked_rows, corpus_options, index_modality, model_option, rows, say
+from .options import (
+    backend_option,
+    checked_rows,
+    corpora_argument,
+    corpus_options,
+    expand,
+    index_modality,
+    model_option,
+    ray_options,
+    rows,
+    say,
+)
 
 
 @cli.command()
-@click.argument("corpus", type=click.Path(path_type=Path))
+@corpora_argument
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="One row per item: OUT.csv, .tsv, .jsonl or .parquet (written beside, renamed when complete).")
 @click.option("--index", "index_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -40,12 +51,15 @@ from .options import backend_option, checked_rows, corpus_options, index_modalit
 @click.option("--nprobe", type=click.IntRange(1), default=None,
               help="IVF lists visited per item in the self-join of 50,000 items or more (default 8).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object on stdout.")
-def groups(corpus: Path, output: Path, index_dir: Path | None, model: Path | None, backend: str | None,
+@ray_options
+def groups(corpora: tuple[Path, ...], output: Path, index_dir: Path | None, model: Path | None, backend: str | None,
            text_column: str | None, id_column: str | None, id_prefix: str, no_header: bool, fmt: str | None,
            batch_size: int, threshold: float | None, linkage: str, keep: str, pairs_path: Path | None, k: int,
-           nprobe: int | None, as_json: bool) -> None:
-    """Find every group of near-duplicates in CORPUS and choose one item of each to keep (with an
-    image model: the images of a folder, a zip or a table of image paths).
+           nprobe: int | None, as_json: bool, ray_address: str | None) -> None:
+    """Find every group of near-duplicates in CORPORA (files or globs, read one after the other)
+    and choose one item of each to keep (with an image model: the images of a folder, a zip or a
+    table of image paths). With --ray, the encoding and the self-join run on a Ray cluster and
+    give the same groups.
 
     Writes one row per item (id, group, representative, score: cosine to the representative,
     keep, then the item's other columns); items in no group have an empty group and keep=true.
@@ -53,6 +67,7 @@ def groups(corpus: Path, output: Path, index_dir: Path | None, model: Path | Non
     from ..encoders import modality_of
     from ..groups import Grouper, write_groups, write_pairs
 
+    corpus = expand(corpora)
     table_format(output)
     table_format(pairs_path) if pairs_path else None
     modality = index_modality(index_dir) if index_dir is not None else modality_of(model)
@@ -60,11 +75,22 @@ def groups(corpus: Path, output: Path, index_dir: Path | None, model: Path | Non
     if modality == "image":  # every image checked before any work
         checked_rows(corpus, *corpus_args, modality=modality)
     elif next(rows(corpus, *corpus_args), None) is None:
-        raise TwinError(f"{corpus}: no items in the file")
+        raise TwinError(f"{corpus[0] if len(corpus) == 1 else f'{len(corpus)} files'}: no items in the "
+                        f"{'file' if len(corpus) == 1 else 'corpus'}")
     grouper = (Grouper.for_index(index_dir, model, threshold, backend) if index_dir is not None
                else Grouper.for_model(model, threshold, backend))
-    with grouper:
-        grouping = grouper.group(rows(corpus, *corpus_args, modality=modality), linkage, keep, k, batch_size, nprobe)
+    cluster = _cluster(ray_address, modality)
+    try:
+        with grouper:
+            if cluster is not None:
+                grouper.on_ray(cluster)
+            grouping = grouper.group(rows(corpus, *corpus_args, modality=modality), linkage, keep, k, batch_size,
+                                     nprobe)
+    finally:
+        if cluster is not None:
+            from ..distributed import disconnect
+
+            disconnect(cluster)
     started = time.perf_counter()
     write_groups(grouping, output, (r.payload for r in rows(corpus, *corpus_args, modality=modality)))
     if pairs_path:
@@ -77,3 +103,15 @@ def groups(corpus: Path, output: Path, index_dir: Path | None, model: Path | Non
         f"keep {keep}); written to {output}" + (f", pairs to {pairs_path}" if pairs_path else ""))
     if as_json:
         click.echo(json.dumps(facts))
+
+
+def _cluster(ray_address: str | None, modality: str):  # noqa: ANN202 - distributed.Cluster | None
+    """The Ray cluster to group on, if asked for."""
+    if ray_address is None:
+        return None
+    if modality != "text":
+        raise TwinError("--ray groups corpora of texts; group images without --ray")
+    from ..distributed import connect
+
+    return connect(ray_address)
+

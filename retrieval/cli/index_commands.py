@@ -14,11 +14,13 @@ from pathlib import Path
 
 import click
 
-from index import KIND_NAMES, VectorStore
+from index import KIND_NAMES, open_store
 from index.folder import holder_info, staged_build
 from index.kinds import AUTO_APPROXIMATE_FROM, MEASURED_KEYS
 from index.tuning import DEFAULT_TARGET_RECALL
 
+from ..corpus import Columns
+from ..distributed.build import SHARD_ITEMS
 from ..errors import TwinError
 from ..tables import TableWriter, table_format
 from ..util import chunked
@@ -26,18 +28,22 @@ from .group import cli
 from .options import (
     backend_option,
     checked_rows,
+    corpora_argument,
+    corpus_columns,
     corpus_options,
+    expand,
     index_modality,
     index_option,
     items,
     model_option,
+    ray_options,
     say,
     wait_option,
 )
 
 
 @cli.command()
-@click.argument("corpus", type=click.Path(path_type=Path))
+@corpora_argument
 @index_option
 @model_option
 @backend_option
@@ -51,26 +57,58 @@ from .options import (
                                       "nprobe (ivf) or efSearch (hnsw) that reaches it.")
 @click.option("--force", is_flag=True, help="Replace an existing index in the folder (its own files only).")
 @wait_option
-def build(corpus: Path, index_dir: Path, model: Path | None, backend: str | None, text_column: str | None,
-          id_column: str | None, id_prefix: str, no_header: bool, fmt: str | None, batch_size: int, index_type: str,
-          target_recall: float, force: bool, wait_s: float) -> None:
-    """Build an index from CORPUS (CSV, TSV, JSONL, Parquet or plain text; with an image model, a
-    folder or a zip of images, or a table with a 'path' column).
+@ray_options
+@click.option("--shard-items", type=click.IntRange(1), default=SHARD_ITEMS, show_default=True,
+              help="With --ray: a corpus of more items than this becomes a sharded index (a folder of shards, "
+                   "each an index of about this many items, built in parallel and searched together).")
+def build(corpora: tuple[Path, ...], index_dir: Path, model: Path | None, backend: str | None,
+          text_column: str | None, id_column: str | None, id_prefix: str, no_header: bool, fmt: str | None,
+          batch_size: int, index_type: str, target_recall: float, force: bool, wait_s: float,
+          ray_address: str | None, shard_items: int) -> None:
+    """Build an index from CORPORA: files (CSV, TSV, JSONL, Parquet or plain text) or globs
+    ('parts/*.parquet'); with an image model, one folder or zip of images, or a table with a
+    'path' column. Several files without an id column number their rows FILE:LINE.
 
     The whole corpus is checked first; the index is built in a staging folder inside INDEX and
     installed when complete, so a failure or a kill leaves any previous index untouched."""
     from ..encoders import modality_of
     from ..retriever import Retriever
 
-    total, _, source = checked_rows(corpus, text_column, id_column, id_prefix, no_header, fmt,
+    paths = expand(corpora)
+    named = paths[0] if len(paths) == 1 else f"{len(paths)} files"
+    if ray_address is not None:
+        return _build_on_ray(paths, index_dir, model, backend, corpus_columns(text_column, id_column, id_prefix,
+                             no_header), fmt, batch_size, index_type, target_recall, force, wait_s, ray_address,
+                             shard_items, named)
+    total, _, source = checked_rows(paths, text_column, id_column, id_prefix, no_header, fmt,
                                     modality=modality_of(model))
     with staged_build(index_dir, force, holder_info(), wait_s) as staging:
         with Retriever.create(staging, model, index_type, target_recall=target_recall, backend=backend) as retriever:
             retriever.add(items(source), batch_size, total=total)
             retriever.save()
-            summary = (f"built {index_dir}: {len(retriever)} items from {total} rows of {corpus} "
+            summary = (f"built {index_dir}: {len(retriever)} items from {total} rows of {named} "
                        f"({retriever.store.built_kind}, tau {retriever.tau:.4f})")
     say(summary)
+
+
+def _build_on_ray(paths: list[Path], index_dir: Path, model: Path | None, backend: str | None, columns: Columns,
+                  fmt: str | None, batch_size: int, index_type: str, target_recall: float, force: bool,
+                  wait_s: float, ray_address: str, shard_items: int, named: object) -> None:
+    from ..distributed import connect, disconnect
+    from ..distributed.build import BuildJob, build_on_ray
+    from ..encoders import modality_of
+
+    if modality_of(model) != "text":
+        raise TwinError("--ray builds indexes of texts; build an index of images without --ray")
+    job = BuildJob(paths, columns, fmt, str(model) if model else None, backend, batch_size, index_type,
+                   target_recall, shard_items)
+    cluster = connect(ray_address)
+    try:
+        built = build_on_ray(job, index_dir, cluster, force, wait_s)
+    finally:
+        disconnect(cluster)
+    say(f"built {index_dir} on Ray ({cluster.cpus} CPUs, {cluster.gpus} GPUs): {built.items} items from "
+        f"{built.rows} rows of {named} ({built.kind}, tau {built.tau:.4f})")
 
 
 @cli.command()
@@ -267,7 +305,7 @@ def dedup(input_path: Path, index_dir: Path, model: Path | None, backend: str | 
 @wait_option
 def delete(ids: tuple[str, ...], index_dir: Path, wait_s: float) -> None:
     """Delete items by ID; exits 1 if some id was not in the index."""
-    with VectorStore.open(index_dir, holder=holder_info(), wait_s=wait_s) as store:
+    with open_store(index_dir, holder=holder_info(), wait_s=wait_s) as store:
         found = store.delete(list(ids))
         store.save()
         missing = [i for i in dict.fromkeys(ids) if i not in set(found)]
@@ -301,7 +339,7 @@ def info(index_dir: Path, check: bool, as_json: bool) -> None:
     """Describe an index: size, kind, encoder, tau (read-only: works while a writer runs)."""
     from ..retriever import describe
 
-    with VectorStore.open(index_dir, read_only=True) as store:
+    with open_store(index_dir, read_only=True) as store:
         facts = describe(store)
         if check:
             facts["check"] = store.verify()

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import sys
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import click
 
-from ..corpus import FORMATS, Columns, Row, read_corpus
+from ..corpus import FORMATS, Columns, Row, corpus_paths, read_corpora
 from ..errors import TwinError
 from ..images import ImageRow, read_images
 
@@ -56,21 +56,32 @@ def corpus_options(f: Callable) -> Callable:
     return f
 
 
-def rows(path: Path, text_column: str | None, id_column: str | None, id_prefix: str, no_header: bool,
-         fmt: str | None, modality: str = "text") -> Iterator[Row | ImageRow]:
-    """The rows of a corpus file, as the corpus options describe it; for an image model, the
-    images of a folder, a zip or a table of paths (``images.read_images``)."""
-    columns = Columns(text=text_column, id=id_column, header=not no_header, id_prefix=id_prefix)
+def corpus_columns(text_column: str | None, id_column: str | None, id_prefix: str, no_header: bool) -> Columns:
+    """The corpus options as ``Columns``."""
+    return Columns(text=text_column, id=id_column, header=not no_header, id_prefix=id_prefix)
+
+
+def rows(paths: Path | Sequence[Path], text_column: str | None, id_column: str | None, id_prefix: str,
+         no_header: bool, fmt: str | None, modality: str = "text") -> Iterator[Row | ImageRow]:
+    """The rows of a corpus file (or of several, one after the other: ``corpus.read_corpora``),
+    as the corpus options describe it; for an image model, the images of a folder, a zip or a
+    table of paths (``images.read_images``)."""
+    paths = [paths] if isinstance(paths, Path) else list(paths)
+    columns = corpus_columns(text_column, id_column, id_prefix, no_header)
     if modality == "image":
-        return read_images(path, columns, fmt)
-    if path.is_dir() or (path.suffix.lower() == ".zip" and zipfile.is_zipfile(path)):
-        raise TwinError(f"{path}: a {'folder' if path.is_dir() else 'zip'}; a text model reads a corpus file "
-                        "(folders and zips of images need an image model: --model with a folder from twin train "
-                        "--encoder cnn)")
-    return read_corpus(path, columns, fmt)
+        if len(paths) != 1:
+            raise TwinError(f"{len(paths)} corpora given; an image model reads one folder, zip or table of paths")
+        return read_images(paths[0], columns, fmt)
+    for path in paths:
+        if path.is_dir() or (path.suffix.lower() == ".zip" and zipfile.is_zipfile(path)):
+            raise TwinError(f"{path}: a {'folder' if path.is_dir() else 'zip'}; a text model reads corpus files "
+                            "(folders and zips of images need an image model: --model with a folder from twin "
+                            "train --encoder cnn)")
+    return read_corpora(paths, columns, fmt)
 
 
-def checked_rows(path: Path, *args: object, modality: str = "text") -> tuple[int, bool, Iterator[Row | ImageRow]]:
+def checked_rows(path: Path | Sequence[Path], *args: object,
+                 modality: str = "text") -> tuple[int, bool, Iterator[Row | ImageRow]]:
     """Read the whole corpus once to find any bad row (or unreadable image) before anything is
     written; then (count, whether ids are line numbers, the rows again)."""
     total = 0
@@ -81,8 +92,10 @@ def checked_rows(path: Path, *args: object, modality: str = "text") -> tuple[int
         if modality == "image":
             row.load()
     if not total:
-        raise TwinError(f"{path}: no {'images' if modality == 'image' else 'items'} in the "
-                        f"{'corpus' if modality == 'image' else 'file'}")
+        paths = [path] if isinstance(path, Path) else list(path)
+        one = len(paths) == 1 and modality != "image"
+        raise TwinError(f"{paths[0] if len(paths) == 1 else f'{len(paths)} files'}: no "
+                        f"{'images' if modality == 'image' else 'items'} in the {'file' if one else 'corpus'}")
     return total, numbered, rows(path, *args, modality=modality)
 
 
@@ -112,3 +125,20 @@ def index_modality(index_dir: Path) -> str:
 def say(message: str) -> None:
     """A summary or notice on stderr (stdout is for results)."""
     click.echo(message, err=True)
+
+
+def corpora_argument(f: Callable) -> Callable:
+    return click.argument("corpora", nargs=-1, required=True, type=click.Path(path_type=Path))(f)
+
+
+def expand(corpora: Sequence[Path]) -> list[Path]:
+    """The CORPUS arguments with globs expanded (``corpus.corpus_paths``)."""
+    return corpus_paths(corpora)
+
+
+def ray_options(f: Callable) -> Callable:
+    return click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
+                        help="Run on Ray (the twin-retrieval[ray] extra): --ray alone starts a local Ray runtime "
+                             "on this machine's cores; --ray HOST:PORT (or ray://HOST:PORT, or auto) joins an "
+                             "existing cluster, whose nodes must all see the corpus, the model and the index "
+                             "folder.")(f)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from index import VectorStore
+from index import VectorStore, open_store
 from index.manifest import Manifest
 
 from ..corpus import Row
@@ -128,13 +128,19 @@ class Grouper:
         self._encoder, self.tau, self.store, self.model = encoder, float(tau), store, model
         self.backend = backend
         self.reused = 0  #: vectors the last ``vectors`` call took from the index
+        self.cluster = None  #: a Ray cluster (``distributed.connect``): encode and join there
+
+    def on_ray(self, cluster) -> Grouper:  # noqa: ANN001 - distributed.Cluster
+        """Encode and self-join on ``cluster`` from now on (the groups come out the same)."""
+        self.cluster = cluster
+        return self
 
     @classmethod
     def for_model(cls, model: str | Path | None = None, threshold: float | None = None,
                   backend: str | None = None) -> Grouper:
         """Encode with ``model`` (default: packaged) run by ``backend``; tau: ``threshold``, else the model's."""
         encoder = load_encoder(model, backend)
-        return cls(encoder, _first_set(threshold, encoder.tau, DEFAULT_TAU))
+        return cls(encoder, _first_set(threshold, encoder.tau, DEFAULT_TAU), model=model, backend=backend)
 
     @classmethod
     def for_index(cls, folder: str | Path, model: str | Path | None = None,
@@ -144,7 +150,7 @@ class Grouper:
         manifest = Manifest.load(Path(folder))
         backend = choose_backend(backend, manifest.encoder)
         encoder = load_encoder(model, backend) if model is not None else None
-        store = VectorStore.open(folder, encoder=encoder.info() if encoder else None, read_only=True)
+        store = open_store(folder, encoder=encoder.info() if encoder else None, read_only=True)
         model = model if model is not None else built_model(Path(folder), manifest.encoder)
         tau = _first_set(threshold, store.manifest.tau, encoder.tau if encoder else None, DEFAULT_TAU)
         return cls(encoder, tau, store, model, backend)
@@ -175,7 +181,10 @@ class Grouper:
         clock.lap("read")
         vectors = self.vectors(units, batch_size, progress)
         clock.lap("vectors")
-        pairs = self_join(vectors, self.tau, k, nprobe, progress)
+        searcher = None
+        if self.cluster is not None:
+            from ..distributed.join import search_on_ray as searcher
+        pairs = self_join(vectors, self.tau, k, nprobe, progress, searcher)
         clock.lap("join")
         copies = units.copies()
         unit_rep = link(pairs, copies, units.lengths(), linkage, keep).representative
@@ -202,6 +211,14 @@ class Grouper:
                     bar.update(len(part))
             self.reused = int((~todo).sum())
         missing = np.flatnonzero(todo)
+        if self.cluster is not None and not units.images and len(missing):
+            from ..distributed.encode import encode_texts
+
+            info = self.encoder.info()
+            vectors[missing] = encode_texts([units.texts[u] for u in missing], self.model, info["backend"],
+                                            batch_size, self.cluster, info["fingerprint"], info["dimension"],
+                                            progress)
+            return vectors
         with Progress(len(missing), "encoding", "item", enabled=progress and len(missing) > 0) as bar:
             for part in chunked(missing.tolist(), max(batch_size * 16, 256)):
                 inputs = [units.images[u].load() for u in part] if units.images else [units.texts[u] for u in part]

@@ -12,6 +12,7 @@ recall measured in ``scripts/bench_groups.py``) but never invents one or shifts 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import faiss
@@ -49,32 +50,64 @@ class Pairs:
 
 
 def self_join(vectors: np.ndarray, threshold: float, k: int = 16, nprobe: int | None = None,
-              progress: bool = True) -> Pairs:
-    """Every pair of rows of ``vectors`` (unit rows, float32) whose cosine is ``> threshold``."""
+              progress: bool = True, searcher: Searcher | None = None) -> Pairs:
+    """Every pair of rows of ``vectors`` (unit rows, float32) whose cosine is ``> threshold``.
+    ``searcher`` searches every row's ``k`` nearest in batches (default: here, one batch after
+    another; ``distributed.join.search_on_ray``: in parallel Ray tasks)."""
     n = len(vectors)
     if n < 2:
         return Pairs.empty()
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    index, floor = _join_index(vectors, threshold, nprobe, progress)
-    k = min(k + 1, n)  # + the row itself
-    found: list[tuple[np.ndarray, np.ndarray]] = []
-    crowded: list[np.ndarray] = []
+    index, floor = join_index(vectors, threshold, nprobe, progress)
+    parts = (searcher or search_batches)(index, vectors, min(k + 1, n), floor, progress)  # k + the row itself
+    return finish_join(index, vectors, parts, floor, threshold, progress)
+
+
+def search_batches(index: faiss.Index, vectors: np.ndarray, k: int, floor: float,
+                   progress: bool = True) -> list[Candidates]:
+    """Every row's ``k`` nearest above ``floor``, a batch of ``BATCH`` rows at a time."""
+    n, parts = len(vectors), []
     with Progress(n, "joining", "item", enabled=progress) as bar:
         for start in range(0, n, BATCH):
-            rows = np.arange(start, min(start + BATCH, n))
-            scores, neighbours = index.search(vectors[rows], k)
-            keep = (scores > floor) & (neighbours >= 0)
-            crowded.append(rows[keep.sum(axis=1) >= k])
-            queries = np.repeat(rows, keep.sum(axis=1))
-            found.append((queries, neighbours[keep]))
-            bar.update(len(rows))
-    crowded_rows = np.concatenate(crowded)
+            parts.append(search_rows(index, vectors, start, min(start + BATCH, n), k, floor))
+            bar.update(min(BATCH, n - start))
+    return parts
+
+
+@dataclass
+class Candidates:
+    """What one batch of the self-join found: candidate pairs (query row, neighbour row), and the
+    rows whose ``k`` nearest all passed the floor (to be searched past ``k``)."""
+
+    queries: np.ndarray
+    neighbours: np.ndarray
+    crowded: np.ndarray
+
+
+#: How a self-join searches: (index, vectors, k, floor, progress) -> one Candidates per batch, in row order.
+Searcher = Callable[[faiss.Index, np.ndarray, int, float, bool], list[Candidates]]
+
+
+def search_rows(index: faiss.Index, vectors: np.ndarray, start: int, stop: int, k: int,
+                floor: float) -> Candidates:
+    """Rows ``start:stop`` of ``vectors`` searched for their ``k`` nearest above ``floor``."""
+    rows = np.arange(start, stop)
+    scores, neighbours = index.search(vectors[rows], k)
+    keep = (scores > floor) & (neighbours >= 0)
+    return Candidates(np.repeat(rows, keep.sum(axis=1)), neighbours[keep], rows[keep.sum(axis=1) >= k])
+
+
+def finish_join(index: faiss.Index, vectors: np.ndarray, parts: list[Candidates], floor: float,
+                threshold: float, progress: bool = True) -> Pairs:
+    """The batches' candidates, with range searches for the crowded rows, rescored exactly."""
+    found = [(p.queries, p.neighbours) for p in parts]
+    crowded_rows = np.concatenate([p.crowded for p in parts])
     if len(crowded_rows):
         found += _beyond_k(index, vectors, crowded_rows, floor, progress)
     return _exact(vectors, found, threshold)
 
 
-def _join_index(vectors: np.ndarray, threshold: float, nprobe: int | None,
+def join_index(vectors: np.ndarray, threshold: float, nprobe: int | None,
                 progress: bool) -> tuple[faiss.Index, float]:
     """The index to join against, and the approximate score above which a pair is a candidate."""
     n, dim = vectors.shape

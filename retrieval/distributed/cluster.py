@@ -1,0 +1,152 @@
+"""Joining a Ray cluster, and Ray's failures turned into one line a user can act on.
+
+``twin ... --ray`` starts a local Ray runtime on this machine's cores; ``--ray ADDRESS`` joins an
+existing cluster (``host:port`` of its head node, ``ray://host:port`` for Ray Client, or ``auto``).
+An address is checked with a plain TCP connection first, so an unreachable cluster is refused in
+seconds rather than after Ray's own minute of retries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from ..errors import TwinError
+
+#: ``--ray`` without an address: a local runtime on this machine.
+LOCAL = "local"
+#: Seconds to wait for a TCP connection to a cluster's address.
+CONNECT_TIMEOUT_S = 5.0
+#: Test hook: a path whose existence makes the next encoder batch kill its worker process (the
+#: file is removed first, so it happens once). The test suite uses it to check that Ray retries.
+KILL_ONCE_ENV = "TWIN_RAY_KILL_ONCE"
+
+
+class RayMissing(TwinError):
+    """The ``ray`` extra is not installed."""
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """The Ray runtime a job runs on: its CPUs and GPUs, and whether twin started it."""
+
+    cpus: int
+    gpus: int
+    started_here: bool
+
+
+def import_ray():  # noqa: ANN201 - the ray module
+    """``ray``, or a one-line error saying how to install it."""
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise RayMissing("--ray needs the ray extra: pip install 'twin-retrieval[ray]'") from None
+    return ray
+
+
+def connect(address: str | None = LOCAL) -> Cluster:
+    """Join the Ray runtime at ``address`` (``local``/None: start one here; a runtime this process
+    already joined is reused). Ray's own logging is kept to errors."""
+    ray = import_ray()
+    logging.getLogger("ray").setLevel(logging.ERROR)  # its notices are not the user's concern
+    if not ray.is_initialized():
+        options = {"logging_level": logging.ERROR, "log_to_driver": False, "configure_logging": True}
+        if address in (None, LOCAL):
+            ray.init(include_dashboard=False, **options)
+        else:
+            check_reachable(address)
+            try:
+                ray.init(address=address, **options)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise TwinError(f"--ray {address}: cannot join the Ray cluster ({_first_line(exc)})") from None
+        started = address in (None, LOCAL)
+    else:
+        started = False
+    _quiet_data()
+    resources = ray.cluster_resources()
+    return Cluster(int(resources.get("CPU", 1)), int(resources.get("GPU", 0)), started)
+
+
+def disconnect(cluster: Cluster) -> None:
+    """Stop the local runtime twin started (a cluster joined by address is left running)."""
+    if cluster.started_here:
+        import_ray().shutdown()
+
+
+def check_reachable(address: str) -> None:
+    """TwinError unless a TCP connection to ``address``'s host and port opens within the timeout."""
+    if address == "auto":
+        return
+    target = address.split("://", 1)[-1]
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        raise TwinError(f"--ray {address}: not an address; give HOST:PORT of the head node (e.g. 10.0.0.5:6379), "
+                        "ray://HOST:PORT, or auto")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S):
+            pass
+    except OSError as exc:
+        raise TwinError(f"--ray {address}: no Ray cluster answers there ({exc.strerror or exc}); "
+                        "start one with `ray start --head`, or leave out the address to run on this machine") from None
+
+
+def _quiet_data() -> None:
+    """Ray Data keeps results in order (so a build equals a local one) and draws no progress bars
+    of its own: twin draws one."""
+    import ray.data
+
+    context = ray.data.DataContext.get_current()
+    context.execution_options.preserve_order = True
+    context.enable_progress_bars = False
+    context.enable_operator_progress_bars = False
+    context.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
+
+
+@contextlib.contextmanager
+def one_line_errors() -> Iterator[None]:
+    """Ray's wrapped failures as the TwinError raised inside a task (a bad corpus row keeps its
+    file:line:column), or as one line naming what failed."""
+    try:
+        yield
+    except TwinError:
+        raise
+    except Exception as exc:
+        cause = user_error(exc)
+        if cause is not None:
+            raise cause from None
+        if type(exc).__module__.startswith("ray"):
+            raise TwinError(f"the Ray job failed: {_first_line(exc)}") from None
+        raise
+
+
+def user_error(exc: BaseException) -> TwinError | None:
+    """The TwinError behind a Ray exception (its cause chain, or a task error's ``cause``)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, TwinError):
+            return exc
+        exc = getattr(exc, "cause", None) or exc.__cause__ or exc.__context__
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return (lines[0] if lines else type(exc).__name__)[:300]
+
+
+def maybe_die() -> None:
+    """The ``KILL_ONCE_ENV`` test hook: exit this worker at once, without cleanup, the first time."""
+    marker = os.environ.get(KILL_ONCE_ENV)
+    if marker:
+        try:
+            os.unlink(marker)
+        except FileNotFoundError:
+            return
+        os._exit(1)
