@@ -105,7 +105,7 @@ def _quiet_data() -> None:
     context.enable_progress_bars = False
     context.enable_operator_progress_bars = False
     context.print_on_execution_start = False
-    logging.getLogger("ray.data").setLevel(logging.ERROR)
+    logging.getLogger("ray.data").setLevel(logging.CRITICAL)  # its task failures reach the user as one line
 
 
 @contextlib.contextmanager
@@ -114,8 +114,6 @@ def one_line_errors() -> Iterator[None]:
     file:line:column), or as one line naming what failed."""
     try:
         yield
-    except TwinError:
-        raise
     except Exception as exc:
         cause = user_error(exc)
         if cause is not None:
@@ -126,13 +124,19 @@ def one_line_errors() -> Iterator[None]:
 
 
 def user_error(exc: BaseException) -> TwinError | None:
-    """The TwinError behind a Ray exception (its cause chain, or a task error's ``cause``)."""
+    """The TwinError behind a Ray exception: a task error's original ``cause`` (Ray's wrapper is
+    itself an instance of the cause's class, with the remote traceback as its message), or the
+    first TwinError of the cause chain."""
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, BaseException):
+            exc = cause
+            continue
         if isinstance(exc, TwinError):
             return exc
-        exc = getattr(exc, "cause", None) or exc.__cause__ or exc.__context__
+        exc = exc.__cause__ or exc.__context__
     return None
 
 
