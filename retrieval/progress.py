@@ -62,3 +62,17 @@ def _is_terminal(file: TextIO) -> bool:
         return file.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+class Clock:
+    """Wall time of consecutive stages of a job, in seconds (``seconds``: stage -> time)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        """End ``stage`` now (the next one starts)."""
+        now = time.perf_counter()
+        self.seconds[stage] = round(now - self._last, 3)
+        self._last = now

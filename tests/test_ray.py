@@ -137,6 +137,20 @@ def test_a_killed_encoder_worker_is_retried_and_the_build_completes(ray_runtime,
     assert_same_index(local_index, tmp_path / "ray")
 
 
+def test_a_worker_that_always_dies_fails_the_job_whole_in_one_line(ray_runtime, corpus, tmp_path):
+    ray_runtime.write_text("40")  # more deaths than Ray's retries
+    try:
+        result = twin("build", corpus[2], "--index", tmp_path / "ray", "--ray")
+        left = int(ray_runtime.read_text())
+    finally:
+        ray_runtime.unlink(missing_ok=True)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: the Ray job failed and nothing of it was kept (")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert 40 - left > 3  # it was retried before giving up
+    assert not (tmp_path / "ray").exists()
+
+
 def test_a_large_corpus_becomes_a_sharded_index_searched_as_one(ray_runtime, corpus, local_index, tmp_path):
     folder = tmp_path / "sharded"
     result = twin("build", *corpus, "--index", folder, "--ray", "--shard-items", "1500")

@@ -22,6 +22,7 @@ from index.tuning import DEFAULT_TARGET_RECALL
 from ..corpus import Columns
 from ..distributed.build import SHARD_ITEMS
 from ..errors import TwinError
+from ..progress import Clock
 from ..tables import TableWriter, table_format
 from ..util import chunked
 from .group import cli
@@ -61,39 +62,59 @@ from .options import (
 @click.option("--shard-items", type=click.IntRange(1), default=SHARD_ITEMS, show_default=True,
               help="With --ray: a corpus of more items than this becomes a sharded index (a folder of shards, "
                    "each an index of about this many items, built in parallel and searched together).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print what was built as one JSON object: items, rows, kind, tau, shards, seconds per stage.")
 def build(corpora: tuple[Path, ...], index_dir: Path, model: Path | None, backend: str | None,
           text_column: str | None, id_column: str | None, id_prefix: str, no_header: bool, fmt: str | None,
           batch_size: int, index_type: str, target_recall: float, force: bool, wait_s: float,
-          ray_address: str | None, shard_items: int) -> None:
+          ray_address: str | None, shard_items: int, as_json: bool) -> None:
     """Build an index from CORPORA: files (CSV, TSV, JSONL, Parquet or plain text) or globs
     ('parts/*.parquet'); with an image model, one folder or zip of images, or a table with a
     'path' column. Several files without an id column number their rows FILE:LINE.
 
     The whole corpus is checked first; the index is built in a staging folder inside INDEX and
     installed when complete, so a failure or a kill leaves any previous index untouched."""
+    paths = expand(corpora)
+    if ray_address is not None:
+        built = _build_on_ray(paths, index_dir, model, backend, corpus_columns(text_column, id_column, id_prefix,
+                              no_header), fmt, batch_size, index_type, target_recall, force, wait_s, ray_address,
+                              shard_items)
+    else:
+        built = _build_here(paths, index_dir, model, backend, (text_column, id_column, id_prefix, no_header, fmt),
+                            batch_size, index_type, target_recall, force, wait_s)
+    named = paths[0] if len(paths) == 1 else f"{len(paths)} files"
+    where = f" on Ray ({built['ray']['cpus']} CPUs, {built['ray']['gpus']} GPUs)" if "ray" in built else ""
+    say(f"built {index_dir}{where}: {built['items']} items from {built['rows']} rows of {named} "
+        f"({built['kind']}, tau {built['tau']:.4f})")
+    if as_json:
+        click.echo(json.dumps({"index": str(index_dir), **built}))
+
+
+def _build_here(paths: list[Path], index_dir: Path, model: Path | None, backend: str | None, corpus_args: tuple,
+                batch_size: int, index_type: str, target_recall: float, force: bool, wait_s: float) -> dict:
+    """The local build; what it built (as ``build --json`` prints it)."""
     from ..encoders import modality_of
     from ..retriever import Retriever
 
-    paths = expand(corpora)
-    named = paths[0] if len(paths) == 1 else f"{len(paths)} files"
-    if ray_address is not None:
-        return _build_on_ray(paths, index_dir, model, backend, corpus_columns(text_column, id_column, id_prefix,
-                             no_header), fmt, batch_size, index_type, target_recall, force, wait_s, ray_address,
-                             shard_items, named)
-    total, _, source = checked_rows(paths, text_column, id_column, id_prefix, no_header, fmt,
-                                    modality=modality_of(model))
+    clock = Clock()
+    total, _, source = checked_rows(paths, *corpus_args, modality=modality_of(model))
+    clock.lap("check")
     with staged_build(index_dir, force, holder_info(), wait_s) as staging:
         with Retriever.create(staging, model, index_type, target_recall=target_recall, backend=backend) as retriever:
             retriever.add(items(source), batch_size, total=total)
+            clock.lap("encode")
             retriever.save()
-            summary = (f"built {index_dir}: {len(retriever)} items from {total} rows of {named} "
-                       f"({retriever.store.built_kind}, tau {retriever.tau:.4f})")
-    say(summary)
+            clock.lap("index")
+            facts = {"items": len(retriever), "rows": total, "kind": retriever.store.built_kind,
+                     "tau": retriever.tau, "shards": 0}
+    clock.lap("install")
+    return {**facts, "seconds": clock.seconds}
 
 
 def _build_on_ray(paths: list[Path], index_dir: Path, model: Path | None, backend: str | None, columns: Columns,
                   fmt: str | None, batch_size: int, index_type: str, target_recall: float, force: bool,
-                  wait_s: float, ray_address: str, shard_items: int, named: object) -> None:
+                  wait_s: float, ray_address: str, shard_items: int) -> dict:
+    """The build on Ray (``distributed.build``); what it built, and on how many CPUs and GPUs."""
     from ..distributed import connect, disconnect
     from ..distributed.build import BuildJob, build_on_ray
     from ..encoders import modality_of
@@ -102,13 +123,15 @@ def _build_on_ray(paths: list[Path], index_dir: Path, model: Path | None, backen
         raise TwinError("--ray builds indexes of texts; build an index of images without --ray")
     job = BuildJob(paths, columns, fmt, str(model) if model else None, backend, batch_size, index_type,
                    target_recall, shard_items)
+    clock = Clock()
     cluster = connect(ray_address)
+    clock.lap("connect")
     try:
         built = build_on_ray(job, index_dir, cluster, force, wait_s)
     finally:
         disconnect(cluster)
-    say(f"built {index_dir} on Ray ({cluster.cpus} CPUs, {cluster.gpus} GPUs): {built.items} items from "
-        f"{built.rows} rows of {named} ({built.kind}, tau {built.tau:.4f})")
+    return {"items": built.items, "rows": built.rows, "kind": built.kind, "tau": built.tau, "shards": built.shards,
+            "seconds": {**clock.seconds, **built.seconds}, "ray": {"cpus": cluster.cpus, "gpus": cluster.gpus}}
 
 
 @cli.command()

@@ -39,10 +39,10 @@ from index.tuning import DEFAULT_TARGET_RECALL
 
 from ..corpus import Columns, file_labels, read_corpus
 from ..encoders import load_encoder
-from ..progress import Progress
+from ..progress import Clock, Progress
 from ..text import normalize
 from ..util import chunked
-from .cluster import Cluster, one_line_errors
+from .cluster import RETRIES, Cluster, one_line_errors
 from .encode import BLOCK_ROWS, encode_dataset
 
 #: Items per shard above which ``--ray`` writes a sharded index (and the size of each shard).
@@ -77,25 +77,29 @@ class Built:
     shards: int
     kind: str
     tau: float
+    seconds: dict  #: wall time of each stage: check, encode (with the rows written), index, install
 
 
 def build_on_ray(job: BuildJob, index_dir: Path, cluster: Cluster, force: bool = False, wait_s: float = 0.0,
                  progress: bool = True) -> Built:
     """Run ``job`` on ``cluster`` into ``index_dir`` (see the module docstring)."""
+    clock = Clock()
     encoder = load_encoder(job.model, job.backend)
     info = encoder.info()
     with one_line_errors():
         rows = count_rows(job)
+        clock.lap("check")
         shards = math.ceil(rows / job.shard_items) if rows > job.shard_items else 0
         with staged_build(index_dir, force, holder_info(), wait_s) as staging:
             encoded = encode_dataset(_read(job), job.model, info["backend"], job.batch_size, cluster,
                                      info["fingerprint"])
             if shards:
-                items, kind = _write_shards(encoded, job, staging, shards, info, encoder.tau, rows, progress)
+                items, kind = _write_shards(encoded, job, staging, shards, info, encoder.tau, rows, progress, clock)
             else:
-                items, kind = _write_one(encoded, job, staging, rows, progress)
+                items, kind = _write_one(encoded, job, staging, rows, progress, clock)
             tau = Manifest.load(staging).tau
-    return Built(items, rows, shards, kind, float(tau) if tau is not None else float("nan"))
+        clock.lap("install")
+    return Built(items, rows, shards, kind, float(tau) if tau is not None else float("nan"), clock.seconds)
 
 
 def count_rows(job: BuildJob) -> int:
@@ -124,7 +128,7 @@ def _read(job: BuildJob):  # noqa: ANN202 - ray.data.Dataset
     # encoder actors holding every core (reserving one would leave them waiting for each other).
     return ray.data.from_items(files, override_num_blocks=len(files)).map_batches(
         _read_files, fn_args=(job.columns, job.fmt), batch_size=1, batch_format="numpy", num_cpus=0,
-        compute=ray.data.TaskPoolStrategy(size=max(1, min(len(files), os.cpu_count() or 1))))
+        max_retries=RETRIES, compute=ray.data.TaskPoolStrategy(size=max(1, min(len(files), os.cpu_count() or 1))))
 
 
 def _read_files(batch: dict, columns: Columns, fmt: str | None) -> Iterator[dict]:
@@ -140,7 +144,8 @@ def _read_files(batch: dict, columns: Columns, fmt: str | None) -> Iterator[dict
                    "input": np.array([normalize(r.text) for _, r in part], dtype=object)}
 
 
-def _write_one(encoded, job: BuildJob, staging: Path, rows: int, progress: bool) -> tuple[int, str]:  # noqa: ANN001
+def _write_one(encoded, job: BuildJob, staging: Path, rows: int, progress: bool,  # noqa: ANN001
+               clock: Clock) -> tuple[int, str]:
     """Stream the vectors, in corpus order, into one index in ``staging``."""
     from ..retriever import Item, Retriever
 
@@ -152,22 +157,25 @@ def _write_one(encoded, job: BuildJob, staging: Path, rows: int, progress: bool)
                          for i, t, p in zip(batch["id"], batch["text"], batch["payload"])]
                 retriever.add_encoded(items, batch["vector"])
                 bar.update(len(items))
+        clock.lap("encode")
         retriever.save()
+        clock.lap("index")
         return len(retriever), retriever.store.built_kind
 
 
 def _write_shards(encoded, job: BuildJob, staging: Path, shards: int, info: dict,  # noqa: ANN001
-                  tau: float | None, rows: int, progress: bool) -> tuple[int, str]:
+                  tau: float | None, rows: int, progress: bool, clock: Clock) -> tuple[int, str]:
     """Each shard built by its own Ray task; then the top manifest naming them."""
     names = [f"shard-{STAGED_TOKEN}-{n:04d}" for n in range(shards)]
     routed = encoded.map_batches(_add_shard, fn_args=(shards,), batch_format="numpy")
     args = (str(staging), names, info, tau, job.kind, job.target_recall)
-    done = routed.groupby("shard").map_groups(_build_shard, fn_args=args, batch_format="numpy")
+    done = routed.groupby("shard").map_groups(_build_shard, fn_args=args, batch_format="numpy", max_retries=RETRIES)
     counts = {}
     with Progress(shards, "building shards on Ray", "shard", enabled=progress) as bar:
         for batch in done.iter_batches(batch_size=None, batch_format="numpy"):
             counts.update(zip(batch["shard"].tolist(), batch["count"].tolist()))
             bar.update(len(batch["shard"]))
+    clock.lap("encode and index")  # streamed: shards are built as their rows arrive
     for n in set(range(shards)) - set(counts):  # a shard no id hashed to: empty, but present
         counts[n] = _build_shard({"shard": np.array([n]), "id": np.array([], dtype=object)}, *args)["count"][0]
     first = Manifest.load(staging / names[0])

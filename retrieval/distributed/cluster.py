@@ -14,6 +14,7 @@ import os
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..errors import TwinError
 
@@ -22,7 +23,9 @@ LOCAL = "local"
 #: Seconds to wait for a TCP connection to a cluster's address.
 CONNECT_TIMEOUT_S = 5.0
 #: Test hook: a path whose existence makes the next encoder batch kill its worker process (the
-#: file is removed first, so it happens once). The test suite uses it to check that Ray retries.
+#: file counts the deaths left, see ``maybe_die``). The test suite uses it to check Ray's retries.
+#: A worker, a task or an actor call is retried this many times, then the job fails whole.
+RETRIES = 3
 KILL_ONCE_ENV = "TWIN_RAY_KILL_ONCE"
 
 
@@ -67,7 +70,7 @@ def connect(address: str | None = LOCAL) -> Cluster:
         started = address in (None, LOCAL)
     else:
         started = False
-    _quiet_data()
+    _configure_data()
     resources = ray.cluster_resources()
     return Cluster(int(resources.get("CPU", 1)), int(resources.get("GPU", 0)), started)
 
@@ -95,13 +98,19 @@ def check_reachable(address: str) -> None:
                         "start one with `ray start --head`, or leave out the address to run on this machine") from None
 
 
-def _quiet_data() -> None:
-    """Ray Data keeps results in order (so a build equals a local one) and draws no progress bars
-    of its own: twin draws one."""
+#: Ray Data's largest block. Its default (128 MiB) made one block of a 200,000-row file, so one
+#: encoder actor did all the work while the others idled; 1 MiB is about 4,000 rows of text.
+BLOCK_BYTES = 1 << 20
+
+
+def _configure_data() -> None:
+    """Ray Data keeps results in order (so a build equals a local one), cuts blocks small enough
+    to share a file among every encoder, and draws no progress bars of its own: twin draws one."""
     import ray.data
 
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True
+    context.target_max_block_size = BLOCK_BYTES
     context.enable_progress_bars = False
     context.enable_operator_progress_bars = False
     context.print_on_execution_start = False
@@ -119,7 +128,8 @@ def one_line_errors() -> Iterator[None]:
         if cause is not None:
             raise cause from None
         if type(exc).__module__.startswith("ray"):
-            raise TwinError(f"the Ray job failed: {_first_line(exc)}") from None
+            raise TwinError(f"the Ray job failed and nothing of it was kept ({_first_line(exc)}; Ray retries a "
+                            f"lost worker's work {RETRIES} times)") from None
         raise
 
 
@@ -146,11 +156,18 @@ def _first_line(exc: BaseException) -> str:
 
 
 def maybe_die() -> None:
-    """The ``KILL_ONCE_ENV`` test hook: exit this worker at once, without cleanup, the first time."""
+    """The ``KILL_ONCE_ENV`` test hook: while its file exists, exit this worker at once, without
+    cleanup. The file holds how many more deaths to cause (empty: one); the last one removes it."""
     marker = os.environ.get(KILL_ONCE_ENV)
-    if marker:
-        try:
-            os.unlink(marker)
-        except FileNotFoundError:
-            return
-        os._exit(1)
+    if not marker:
+        return
+    try:
+        text = Path(marker).read_text().strip()
+    except FileNotFoundError:
+        return
+    left = int(text) if text.isdigit() else 1
+    if left > 1:
+        Path(marker).write_text(str(left - 1))
+    else:
+        Path(marker).unlink(missing_ok=True)
+    os._exit(1)

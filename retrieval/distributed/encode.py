@@ -12,7 +12,7 @@ import numpy as np
 
 from ..encoders import choose_backend, load_encoder
 from ..errors import ModelError
-from .cluster import Cluster, maybe_die, one_line_errors
+from .cluster import RETRIES, Cluster, maybe_die, one_line_errors
 
 #: Rows an actor encodes per call (its encoder batches them further by ``batch_size``).
 BLOCK_ROWS = 1024
@@ -55,7 +55,8 @@ def encode_dataset(dataset, model: str | None, backend: str | None, batch_size: 
     return dataset.map_batches(
         EncoderActor, fn_constructor_args=(model, backend, batch_size, fingerprint, "cuda" if on_gpu else "cpu"),
         batch_size=BLOCK_ROWS, batch_format="numpy", compute=ActorPoolStrategy(size=actors),
-        runtime_env={"env_vars": {"TWIN_THREADS": "1", "OMP_NUM_THREADS": "1"}}, **resources)
+        runtime_env={"env_vars": {"TWIN_THREADS": "1", "OMP_NUM_THREADS": "1"}},
+        max_restarts=RETRIES, max_task_retries=RETRIES, **resources)
 
 
 def encode_texts(texts: list[str], model: str | None, backend: str | None, batch_size: int, cluster: Cluster,

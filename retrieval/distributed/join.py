@@ -14,7 +14,7 @@ import numpy as np
 
 from ..groups.join import BATCH, Candidates, search_rows
 from ..progress import Progress
-from .cluster import one_line_errors
+from .cluster import RETRIES, one_line_errors
 
 
 def search_on_ray(index: faiss.Index, vectors: np.ndarray, k: int, floor: float,
@@ -25,7 +25,7 @@ def search_on_ray(index: faiss.Index, vectors: np.ndarray, k: int, floor: float,
     n = len(vectors)
     with one_line_errors():
         index_ref, vectors_ref = ray.put(faiss.serialize_index(index)), ray.put(vectors)
-        search = ray.remote(_search_part)
+        search = ray.remote(max_retries=RETRIES)(_search_part)
         pending = {search.remote(index_ref, vectors_ref, start, min(start + BATCH, n), k, floor): start
                    for start in range(0, n, BATCH)}
         parts: dict[int, Candidates] = {}

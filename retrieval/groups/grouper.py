@@ -10,7 +10,6 @@ and whether to keep it.
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ from index.manifest import Manifest
 from ..corpus import Row
 from ..encoders import Encoder, choose_backend, load_encoder
 from ..images import ImageRow
-from ..progress import Progress
+from ..progress import Clock, Progress
 from ..retriever import DEFAULT_TAU, built_model
 from ..tables import TableWriter, column_type
 from ..text import normalize
@@ -176,7 +175,7 @@ class Grouper:
     def group(self, rows: Iterable[Row], linkage: str = "star", keep: str = "first", k: int = 16,
               batch_size: int = 64, nprobe: int | None = None, progress: bool = True) -> Grouping:
         """Group the items of ``rows`` (corpus order)."""
-        clock = _Clock()
+        clock = Clock()
         units = Units.collect(rows, progress)
         clock.lap("read")
         vectors = self.vectors(units, batch_size, progress)
@@ -263,19 +262,6 @@ def _per_item(units: Units, vectors: np.ndarray, unit_rep: np.ndarray, copies: n
 
 def _first_set(*values: float | None) -> float:
     return float(next(v for v in values if v is not None))
-
-
-class _Clock:
-    """Wall time of consecutive stages."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-        self._last = time.perf_counter()
-
-    def lap(self, stage: str) -> None:
-        now = time.perf_counter()
-        self.seconds[stage] = round(now - self._last, 3)
-        self._last = now
 
 
 def _payload_column(name: str) -> str:
