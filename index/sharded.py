@@ -23,6 +23,7 @@ import numpy as np
 
 from .errors import IndexFolderError, StoreError
 from .folder import WriterLock, remove_strays
+from .locks import ReadWriteLock
 from .manifest import Manifest
 from .meta import Record
 from .store import Hit, VectorStore, check_vectors
@@ -53,6 +54,7 @@ class ShardedStore:
                  writer: WriterLock | None = None) -> None:
         self.folder, self.manifest, self.shards, self._writer = Path(folder), manifest, shards, writer
         self._pool = ThreadPoolExecutor(max(1, len(shards)), thread_name_prefix="twin-shard")
+        self._swap = ReadWriteLock()  # searches and writes hold it shared; a reader's swap to new shards alone
 
     @classmethod
     def open(cls, folder: str | Path, encoder: dict | None = None, read_only: bool = False,
@@ -164,8 +166,9 @@ class ShardedStore:
                nprobe: int | None = None, ef_search: int | None = None) -> list[list[Hit]]:
         """The ``k`` nearest items of each query over all shards, best first (as ``VectorStore.search``)."""
         queries = check_vectors(vectors, self.dimension)
-        per_shard = list(self._pool.map(
-            lambda store: store.search(queries, k, threshold, nprobe=nprobe, ef_search=ef_search), self.shards))
+        with self._swap.read():
+            per_shard = list(self._pool.map(
+                lambda store: store.search(queries, k, threshold, nprobe=nprobe, ef_search=ef_search), self.shards))
         return [heapq.nlargest(k, (hit for rows in per_shard for hit in rows[q]), key=lambda h: h.score)
                 for q in range(len(queries))]
 
@@ -177,8 +180,20 @@ class ShardedStore:
                 store.save()
 
     def refresh(self) -> int:
-        """A reader catches up with the writer in every shard; returns the rows added."""
-        return sum(store.refresh() for store in self.shards)
+        """A reader catches up with the writer in every shard; a reader of an index that a new
+        build replaced opens the new shards. Returns the rows added (or, after a new build, held)."""
+        current = Manifest.load(self.folder)
+        if current.shards == self.manifest.shards:
+            return sum(store.refresh() for store in self.shards)
+        if not current.shards:
+            raise IndexFolderError(f"{self.folder}: rebuilt as an index without shards; open it again")
+        fresh = ShardedStore.open(self.folder, encoder=self.manifest.encoder, read_only=True)
+        with self._swap.write():
+            old, self.manifest, self.shards = self.shards, fresh.manifest, fresh.shards
+        fresh._pool.shutdown(wait=False)
+        for store in old:
+            store.close()
+        return len(self)
 
     def rebuild(self, kind: str | None = None, target_recall: float | None = None) -> None:
         """Rebuild every shard's FAISS index (see ``VectorStore.rebuild``)."""

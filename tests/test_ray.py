@@ -179,6 +179,16 @@ def test_a_large_corpus_becomes_a_sharded_index_searched_as_one(ray_runtime, cor
         assert http.get("/items/a0").status_code == 404
     assert len(contents(folder)) == 3000 + 2 - 1
 
+    # a reader (a read-only server) follows a new build of the folder into its new shards
+    with open_store(folder, read_only=True) as reader:
+        assert len(reader) == 3001
+        rebuilt = twin("build", *corpus, "--index", folder, "--ray", "--shard-items", "1000", "--force")
+        assert rebuilt.exit_code == 0 and "(flat x 4 shards" in rebuilt.stderr, rebuilt.output
+        reader.refresh()
+        assert len(reader) == 3000 and len(reader.shards) == 4 and reader.get("new-1") is None
+        assert reader.search(contents(local_index)["a5"][2], 1)[0][0].id == "a5"
+    assert len([p for p in folder.iterdir() if p.name.startswith("shard-")]) == 4  # the old shards are gone
+
 
 def test_groups_on_ray_are_the_local_groups(ray_runtime, corpus, tmp_path, monkeypatch):
     from retrieval.groups import join as join_module

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,7 +104,7 @@ def build_on_ray(job: BuildJob, index_dir: Path, cluster: Cluster, force: bool =
 
 def count_rows(job: BuildJob) -> int:
     """Read and check every row of the corpus on the cluster; how many there are."""
-    counts = _read(job).map_batches(lambda b: {"n": np.array([len(b["id"])])}, batch_size=None)
+    counts = _read(job, _count_files)
     total = int(sum(int(n) for b in counts.iter_batches(batch_size=None) for n in b["n"]))
     if not total:
         raise _empty(job.paths)
@@ -117,9 +117,10 @@ def _empty(paths: list[Path]):  # noqa: ANN202 - InputError
     return InputError(paths[0] if len(paths) == 1 else f"{len(paths)} files", None, "no items in the corpus")
 
 
-def _read(job: BuildJob):  # noqa: ANN202 - ray.data.Dataset
+def _read(job: BuildJob, reader: Callable = None):  # noqa: ANN202 - ray.data.Dataset
     """The corpus as a Ray Dataset of rows (``file``, ``row``: corpus order; ``id``, ``text``,
-    ``payload`` as JSON; ``input``: the normalised text), one read task a file."""
+    ``payload`` as JSON; ``input``: the normalised text), one read task a file; with
+    ``_count_files`` as ``reader``, each file's row count only."""
     import ray.data
 
     files = [{"file": n, "path": str(p), "label": label}
@@ -127,8 +128,14 @@ def _read(job: BuildJob):  # noqa: ANN202 - ray.data.Dataset
     # Reading takes little CPU beside encoding: read tasks reserve none, so that they run beside
     # encoder actors holding every core (reserving one would leave them waiting for each other).
     return ray.data.from_items(files, override_num_blocks=len(files)).map_batches(
-        _read_files, fn_args=(job.columns, job.fmt), batch_size=1, batch_format="numpy", num_cpus=0,
+        reader or _read_files, fn_args=(job.columns, job.fmt), batch_size=1, batch_format="numpy", num_cpus=0,
         max_retries=RETRIES, compute=ray.data.TaskPoolStrategy(size=max(1, min(len(files), os.cpu_count() or 1))))
+
+
+def _count_files(batch: dict, columns: Columns, fmt: str | None) -> dict:
+    """A check task: every row of its file read and checked (a bad row raises its InputError), counted."""
+    return {"n": np.array([sum(1 for _ in read_corpus(Path(str(p)), columns, fmt, str(label)))
+                           for p, label in zip(batch["path"], batch["label"])], np.int64)}
 
 
 def _read_files(batch: dict, columns: Columns, fmt: str | None) -> Iterator[dict]:
@@ -169,7 +176,8 @@ def _write_shards(encoded, job: BuildJob, staging: Path, shards: int, info: dict
     names = [f"shard-{STAGED_TOKEN}-{n:04d}" for n in range(shards)]
     routed = encoded.map_batches(_add_shard, fn_args=(shards,), batch_format="numpy")
     args = (str(staging), names, info, tau, job.kind, job.target_recall)
-    done = routed.groupby("shard").map_groups(_build_shard, fn_args=args, batch_format="numpy", max_retries=RETRIES)
+    done = routed.groupby("shard").map_groups(_build_shard, fn_args=args, batch_format="numpy", max_retries=RETRIES,
+                                              memory=shard_memory(math.ceil(rows / shards), info["dimension"]))
     counts = {}
     with Progress(shards, "building shards on Ray", "shard", enabled=progress) as bar:
         for batch in done.iter_batches(batch_size=None, batch_format="numpy"):
@@ -184,6 +192,13 @@ def _write_shards(encoded, job: BuildJob, staging: Path, shards: int, info: dict
                         target_recall=job.target_recall, shards=names)
     manifest.save(staging)
     return manifest.count, f"{first.built_kind} x {shards} shards"
+
+
+def shard_memory(rows: int, dimension: int) -> int:
+    """Bytes a shard build holds (an estimate, for Ray's scheduling): its rows' float32 vectors
+    twice (the group's batch and SQLite's pages), FAISS's hnsw-sq8 codes and links (536 bytes a
+    vector at 384 dimensions), and about a kilobyte a row of texts and payloads."""
+    return int(rows * (dimension * 4 * 2 + dimension * 536 // 384 + 1024))
 
 
 def _add_shard(batch: dict, shards: int) -> dict:

@@ -40,6 +40,7 @@ class Cluster:
     cpus: int
     gpus: int
     started_here: bool
+    node_cpus: int = 1  #: CPUs of the smallest node: the threads of one encoder actor
 
 
 def import_ray():  # noqa: ANN201 - the ray module
@@ -72,7 +73,9 @@ def connect(address: str | None = LOCAL) -> Cluster:
         started = False
     _configure_data()
     resources = ray.cluster_resources()
-    return Cluster(int(resources.get("CPU", 1)), int(resources.get("GPU", 0)), started)
+    nodes = [int(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")]
+    node_cpus = max(1, min((n for n in nodes if n > 0), default=1))
+    return Cluster(int(resources.get("CPU", 1)), int(resources.get("GPU", 0)), started, node_cpus)
 
 
 def disconnect(cluster: Cluster) -> None:

@@ -1,9 +1,11 @@
 """Encoding on a Ray cluster: a pool of encoder actors, each loading the model once.
 
 Ray Data feeds the actors blocks of normalised texts (column ``input``) and gets each block back
-with a ``vector`` column. CPU actors take one core each and run the encoder on one thread
-(``TWIN_THREADS=1``), so a machine's cores are shared out by Ray, not fought over; on a cluster
-with GPUs (and the torch backend) each actor takes a GPU and encodes there.
+with a ``vector`` column. A CPU actor takes a whole node's cores (those of the smallest node) and
+runs the encoder on that many threads (``TWIN_THREADS``): one copy of the weights a node, shared
+in its caches. Measured on 2 cores, 60,000 texts: one actor of 2 threads encoded in 42.3 s, two
+actors of one thread in 50.4 s, the local build in 35.9 s. On a cluster with GPUs (and the torch
+backend) each actor takes a GPU and encodes there.
 """
 
 from __future__ import annotations
@@ -44,18 +46,19 @@ class EncoderActor:
 def encode_dataset(dataset, model: str | None, backend: str | None, batch_size: int,  # noqa: ANN001, ANN201
                    cluster: Cluster, fingerprint: str | None):
     """``dataset`` (a Ray Dataset with an ``input`` column) with a ``vector`` column added by a
-    pool of encoder actors: one per CPU, or one per GPU where the cluster has GPUs and the model
-    runs in torch."""
+    pool of encoder actors: one a node (see the module docstring), or one a GPU where the cluster
+    has GPUs and the model runs in torch."""
     from ray.data import ActorPoolStrategy
 
     backend = choose_backend(backend, None)
     on_gpu = cluster.gpus > 0 and backend == "torch"
-    actors = cluster.gpus if on_gpu else max(1, cluster.cpus)
-    resources = {"num_gpus": 1} if on_gpu else {"num_cpus": 1}
+    threads = 1 if on_gpu else cluster.node_cpus
+    actors = cluster.gpus if on_gpu else max(1, cluster.cpus // threads)
+    resources = {"num_gpus": 1} if on_gpu else {"num_cpus": threads}
     return dataset.map_batches(
         EncoderActor, fn_constructor_args=(model, backend, batch_size, fingerprint, "cuda" if on_gpu else "cpu"),
         batch_size=BLOCK_ROWS, batch_format="numpy", compute=ActorPoolStrategy(size=actors),
-        runtime_env={"env_vars": {"TWIN_THREADS": "1", "OMP_NUM_THREADS": "1"}},
+        runtime_env={"env_vars": {"TWIN_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}},
         max_restarts=RETRIES, max_task_retries=RETRIES, **resources)
 
 
