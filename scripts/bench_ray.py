@@ -1,13 +1,15 @@
 """The same corpus built locally and on Ray, side by side: wall time of each stage, Ray's overhead
 at equal cores, and whether the results are the same.
 
-    python scripts/bench_ray.py --n 200000 [--shard-items 50000] [--groups] [--json]
+    python scripts/bench_ray.py --n 200000 [--repeat 2] [--shard-items 50000] [--groups] [--json]
 
 The corpus is ``make_corpus.py``'s synthetic questions (made once under ``--out``; needs
 ../shared/data for its QQP fit). Each build runs as a user runs it, in its own process:
 ``twin build CORPUS --json`` (local), the same with ``--ray`` (a local Ray runtime on this
 machine's cores: one index folder), and with ``--ray --shard-items`` (a sharded index).
 ``--groups`` also times ``twin groups`` with and without ``--ray`` and compares the outputs.
+``--repeat N`` alternates N local and N Ray builds and reports the median of each (this machine's
+speed wanders by about 10% from one run to the next).
 
 Checks: the same ids, texts and payloads in every index; the cosine of each item's vector in one
 index to its vector in the other; recall@10 of 1,000 items' own vectors as queries against the
@@ -58,6 +60,11 @@ def twin(*args: str) -> dict:
     return facts
 
 
+def median_run(runs: list[dict]) -> dict:
+    """The run of median wall time (the lower middle one of an even count)."""
+    return sorted(runs, key=lambda r: r["wall_s"])[(len(runs) - 1) // 2]
+
+
 def contents(folder: Path, ids: list[str]) -> tuple[list[tuple], np.ndarray]:
     """(text, payload) and the vector of each of ``ids``, from an index (sharded or not)."""
     from index import open_store
@@ -96,23 +103,27 @@ def main() -> None:
     parser.add_argument("--shard-items", type=int, default=None,
                         help="also build a sharded index with shards of this many items (default n/4; 0: skip)")
     parser.add_argument("--groups", action="store_true", help="also time twin groups with and without --ray")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="build locally and with --ray this many times each, alternating; the median is reported")
     parser.add_argument("--out", type=Path, default=OUT, help="where the corpus and indexes go")
     parser.add_argument("--json", action="store_true", help="print the results as one JSON object")
     args = parser.parse_args()
-    if args.n < 1000:
-        parser.error("--n must be at least 1000")
+    if args.n < 1000 or args.repeat < 1:
+        parser.error("--n must be at least 1000 and --repeat at least 1")
     shard_items = args.n // 4 if args.shard_items is None else args.shard_items
 
     path = corpus(args.n, args.out)
-    runs = {"local": [], "ray": ["--ray"]}
+    runs = [("local", []), ("ray", ["--ray"])] * args.repeat
     if shard_items:
-        runs["ray sharded"] = ["--ray", "--shard-items", str(shard_items)]
-    built = {}
-    for name, flags in runs.items():
+        runs.append(("ray sharded", ["--ray", "--shard-items", str(shard_items)]))
+    tries: dict[str, list[dict]] = {}
+    for name, flags in runs:  # local and ray alternate, so that a slow spell of the machine hits both
         folder = args.out / f"index-{name.replace(' ', '-')}"
-        built[name] = twin("build", str(path), "--index", str(folder), "--force", *flags)
-        built[name]["folder"] = str(folder)
-        print(f"{name}: {built[name]['wall_s']} s {built[name]['seconds']}", file=sys.stderr)
+        facts = twin("build", str(path), "--index", str(folder), "--force", *flags)
+        facts["folder"] = str(folder)
+        tries.setdefault(name, []).append(facts)
+        print(f"{name}: {facts['wall_s']} s {facts['seconds']}", file=sys.stderr)
+    built = {name: median_run(runs) for name, runs in tries.items()}
 
     import pyarrow.parquet as pq
 
@@ -129,7 +140,7 @@ def main() -> None:
                         "recall_at_10": recall_at_10(Path(facts["folder"]), queries, truth)}
     local_s = built["local"]["wall_s"]
     result = {"n": args.n, "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-              "builds": built, "checks": checks,
+              "builds": built, "checks": checks, "walls": {n: [t["wall_s"] for t in r] for n, r in tries.items()},
               "overhead": {name: round(f["wall_s"] / local_s - 1, 3) for name, f in built.items()}}
     if args.groups:
         result["groups"] = groups(path, args.out)
@@ -153,7 +164,7 @@ def report(result: dict) -> None:
     names = list(result["builds"])
     stages = list(dict.fromkeys(s for f in result["builds"].values() for s in f["seconds"]))
     width = 14
-    lines = [f"{result['n']:,} items on {result['machine']}",
+    lines = [f"{result['n']:,} items on {result['machine']}; wall times of each try: {result['walls']}",
              "stage".ljust(18) + "".join(n.rjust(width) for n in names)]
     for stage in stages:
         lines.append(stage.ljust(18) + "".join(str(result["builds"][n]["seconds"].get(stage, "-")).rjust(width)

@@ -119,6 +119,8 @@ def test_several_files_and_globs_are_one_corpus(local_index, corpus):
     assert result.exit_code == 0 and "1201 rows of" in result.stderr, result.output
     result = twin("build", str(corpus[0].parent / "*.nothing"), "--index", corpus[0].parent / "none")
     assert result.exit_code == 1 and "*.nothing: no file matches this pattern" in result.stderr
+    result = twin("build", corpus[0], "--index", corpus[0].parent / "none", "--shard-items", "10")
+    assert result.exit_code == 1 and "--shard-items applies to builds on Ray: add --ray" in result.stderr
 
 
 def test_ray_build_is_the_local_build(ray_runtime, corpus, local_index, tmp_path):

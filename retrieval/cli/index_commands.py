@@ -59,15 +59,16 @@ from .options import (
 @click.option("--force", is_flag=True, help="Replace an existing index in the folder (its own files only).")
 @wait_option
 @ray_options
-@click.option("--shard-items", type=click.IntRange(1), default=SHARD_ITEMS, show_default=True,
-              help="With --ray: a corpus of more items than this becomes a sharded index (a folder of shards, "
-                   "each an index of about this many items, built in parallel and searched together).")
+@click.option("--shard-items", type=click.IntRange(1), default=None,
+              help=f"With --ray: a corpus of more items than this (default {SHARD_ITEMS:,}) becomes a sharded index "
+                   "(a folder of shards, each an index of about this many items, built in parallel and searched "
+                   "together).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print what was built as one JSON object: items, rows, kind, tau, shards, seconds per stage.")
 def build(corpora: tuple[Path, ...], index_dir: Path, model: Path | None, backend: str | None,
           text_column: str | None, id_column: str | None, id_prefix: str, no_header: bool, fmt: str | None,
           batch_size: int, index_type: str, target_recall: float, force: bool, wait_s: float,
-          ray_address: str | None, shard_items: int, as_json: bool) -> None:
+          ray_address: str | None, shard_items: int | None, as_json: bool) -> None:
     """Build an index from CORPORA: files (CSV, TSV, JSONL, Parquet or plain text) or globs
     ('parts/*.parquet'); with an image model, one folder or zip of images, or a table with a
     'path' column. Several files without an id column number their rows FILE:LINE.
@@ -75,10 +76,12 @@ def build(corpora: tuple[Path, ...], index_dir: Path, model: Path | None, backen
     The whole corpus is checked first; the index is built in a staging folder inside INDEX and
     installed when complete, so a failure or a kill leaves any previous index untouched."""
     paths = expand(corpora)
+    if shard_items is not None and ray_address is None:
+        raise TwinError("--shard-items applies to builds on Ray: add --ray")
     if ray_address is not None:
         built = _build_on_ray(paths, index_dir, model, backend, corpus_columns(text_column, id_column, id_prefix,
                               no_header), fmt, batch_size, index_type, target_recall, force, wait_s, ray_address,
-                              shard_items)
+                              shard_items or SHARD_ITEMS)
     else:
         built = _build_here(paths, index_dir, model, backend, (text_column, id_column, id_prefix, no_header, fmt),
                             batch_size, index_type, target_recall, force, wait_s)

@@ -3,9 +3,9 @@ folder as a local build, or a sharded index when the corpus is larger than one s
 
 The stages (Ray Data, streaming, order kept):
 
-1. **check**: read tasks run twin's own corpus readers, one task a file, in blocks; a bad row
-   fails the job in seconds with its ``file:line:column``, before any encoding, as a local build
-   does. The rows are counted.
+1. **check**: Ray tasks run twin's own corpus readers, one task a file; a bad row fails the job
+   in seconds with its ``file:line:column``, before anything is written, as a local build does.
+   The rows are counted. They run while the encoder actors start (load the model).
 2. **encode**: the files are read again and fed to a pool of encoder actors (``encode.py``).
 3. **write**: up to ``shard_items`` items, the driver streams the vectors, in corpus order, into
    one index (SQLite rows, FAISS snapshot, manifest), exactly as ``Retriever.add`` stores them:
@@ -22,10 +22,11 @@ of the cluster can write (a shared file system), as the corpus must be readable 
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,12 +71,12 @@ class BuildJob:
 
 @dataclass
 class Built:
-    """What a distributed build made: items, rows read, shards (0: one plain index), kind, tau."""
+    """What a distributed build made: items, kind, rows read, shards (0: one plain index), tau."""
 
     items: int
+    kind: str
     rows: int
     shards: int
-    kind: str
     tau: float
     seconds: dict  #: wall time of each stage: check, encode (with the rows written), index, install
 
@@ -87,28 +88,51 @@ def build_on_ray(job: BuildJob, index_dir: Path, cluster: Cluster, force: bool =
     encoder = load_encoder(job.model, job.backend)
     info = encoder.info()
     with one_line_errors():
-        rows = count_rows(job)
-        clock.lap("check")
-        shards = math.ceil(rows / job.shard_items) if rows > job.shard_items else 0
+        check = _Check(job)
         with staged_build(index_dir, force, holder_info(), wait_s) as staging:
-            encoded = encode_dataset(_read(job), job.model, info["backend"], job.batch_size, cluster,
-                                     info["fingerprint"])
-            if shards:
-                items, kind = _write_shards(encoded, job, staging, shards, info, encoder.tau, rows, progress, clock)
-            else:
-                items, kind = _write_one(encoded, job, staging, rows, progress, clock)
+            written = _write_one(_encoded(job, info, cluster), job, staging, check, progress, clock)
+            shards = 0
+            if written is None:  # more rows than a shard holds: a sharded index
+                shards = math.ceil(check.rows() / job.shard_items)
+                written = _write_shards(_encoded(job, info, cluster), job, staging, shards, info, encoder.tau,
+                                        check.rows(), progress, clock)
             tau = Manifest.load(staging).tau
         clock.lap("install")
-    return Built(items, rows, shards, kind, float(tau) if tau is not None else float("nan"), clock.seconds)
+    return Built(*written, check.rows(), shards, float(tau) if tau is not None else float("nan"), clock.seconds)
 
 
-def count_rows(job: BuildJob) -> int:
-    """Read and check every row of the corpus on the cluster; how many there are."""
-    counts = _read(job, _count_files)
-    total = int(sum(int(n) for b in counts.iter_batches(batch_size=None) for n in b["n"]))
-    if not total:
-        raise _empty(job.paths)
-    return total
+def _encoded(job: BuildJob, info: dict, cluster: Cluster):  # noqa: ANN202 - ray.data.Dataset
+    return encode_dataset(_read(job), job.model, info["backend"], job.batch_size, cluster, info["fingerprint"])
+
+
+class _Check:
+    """The check tasks: every row of every file read and checked (one Ray task a file, started at
+    once, so they run while the encoder actors load the model); ``rows`` waits for them."""
+
+    def __init__(self, job: BuildJob) -> None:
+        import ray
+
+        task = ray.remote(num_cpus=0, max_retries=RETRIES)(_count_file)
+        self.paths = job.paths
+        self._pending = [task.remote(str(p), job.columns, job.fmt, label)
+                         for p, label in zip(job.paths, file_labels(job.paths))]
+        self._rows: int | None = None
+
+    def rows(self) -> int:
+        """How many rows the corpus has (the first bad row's InputError, in corpus order, if any)."""
+        if self._rows is None:
+            import ray
+
+            counts = [ray.get(ref) for ref in self._pending]  # in order: the first file's error first
+            if not sum(counts):
+                raise _empty(self.paths)
+            self._rows = sum(counts)
+        return self._rows
+
+
+def _count_file(path: str, columns: Columns, fmt: str | None, label: str) -> int:
+    """A check task: every row of one file read and checked (a bad row raises its InputError)."""
+    return sum(1 for _ in read_corpus(Path(path), columns, fmt, label))
 
 
 def _empty(paths: list[Path]):  # noqa: ANN202 - InputError
@@ -117,10 +141,9 @@ def _empty(paths: list[Path]):  # noqa: ANN202 - InputError
     return InputError(paths[0] if len(paths) == 1 else f"{len(paths)} files", None, "no items in the corpus")
 
 
-def _read(job: BuildJob, reader: Callable = None):  # noqa: ANN202 - ray.data.Dataset
+def _read(job: BuildJob):  # noqa: ANN202 - ray.data.Dataset
     """The corpus as a Ray Dataset of rows (``file``, ``row``: corpus order; ``id``, ``text``,
-    ``payload`` as JSON; ``input``: the normalised text), one read task a file; with
-    ``_count_files`` as ``reader``, each file's row count only."""
+    ``payload`` as JSON; ``input``: the normalised text), one read task a file."""
     import ray.data
 
     files = [{"file": n, "path": str(p), "label": label}
@@ -128,14 +151,8 @@ def _read(job: BuildJob, reader: Callable = None):  # noqa: ANN202 - ray.data.Da
     # Reading takes little CPU beside encoding: read tasks reserve none, so that they run beside
     # encoder actors holding every core (reserving one would leave them waiting for each other).
     return ray.data.from_items(files, override_num_blocks=len(files)).map_batches(
-        reader or _read_files, fn_args=(job.columns, job.fmt), batch_size=1, batch_format="numpy", num_cpus=0,
+        _read_files, fn_args=(job.columns, job.fmt), batch_size=1, batch_format="numpy", num_cpus=0,
         max_retries=RETRIES, compute=ray.data.TaskPoolStrategy(size=max(1, min(len(files), os.cpu_count() or 1))))
-
-
-def _count_files(batch: dict, columns: Columns, fmt: str | None) -> dict:
-    """A check task: every row of its file read and checked (a bad row raises its InputError), counted."""
-    return {"n": np.array([sum(1 for _ in read_corpus(Path(str(p)), columns, fmt, str(label)))
-                           for p, label in zip(batch["path"], batch["label"])], np.int64)}
 
 
 def _read_files(batch: dict, columns: Columns, fmt: str | None) -> Iterator[dict]:
@@ -151,15 +168,22 @@ def _read_files(batch: dict, columns: Columns, fmt: str | None) -> Iterator[dict
                    "input": np.array([normalize(r.text) for _, r in part], dtype=object)}
 
 
-def _write_one(encoded, job: BuildJob, staging: Path, rows: int, progress: bool,  # noqa: ANN001
-               clock: Clock) -> tuple[int, str]:
-    """Stream the vectors, in corpus order, into one index in ``staging``."""
+def _write_one(encoded, job: BuildJob, staging: Path, check: _Check, progress: bool,  # noqa: ANN001
+               clock: Clock) -> tuple[int, str] | None:
+    """Stream the vectors, in corpus order, into one index in ``staging``; None (nothing written)
+    when the check finds more rows than one shard holds."""
     from ..retriever import Item, Retriever
 
+    batches = iter(encoded.iter_batches(batch_size=None, batch_format="numpy"))
+    first = next(batches, None)  # the encoders start; the check tasks run meanwhile
+    rows = check.rows()
+    clock.lap("check")
+    if rows > job.shard_items:
+        return None
     with Retriever.create(staging, job.model, job.kind, target_recall=job.target_recall,
                           backend=job.backend) as retriever:
         with Progress(rows, "encoding on Ray", "item", enabled=progress) as bar:
-            for batch in encoded.iter_batches(batch_size=None, batch_format="numpy"):
+            for batch in itertools.chain([first] if first is not None else [], batches):
                 items = [Item(str(i), str(t), json.loads(p))
                          for i, t, p in zip(batch["id"], batch["text"], batch["payload"])]
                 retriever.add_encoded(items, batch["vector"])

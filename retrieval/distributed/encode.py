@@ -59,7 +59,7 @@ def encode_dataset(dataset, model: str | None, backend: str | None, batch_size: 
         EncoderActor, fn_constructor_args=(model, backend, batch_size, fingerprint, "cuda" if on_gpu else "cpu"),
         batch_size=BLOCK_ROWS, batch_format="numpy", compute=ActorPoolStrategy(size=actors),
         runtime_env={"env_vars": {"TWIN_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}},
-        max_restarts=RETRIES, max_task_retries=RETRIES, **resources)
+        max_restarts=RETRIES, max_task_retries=RETRIES, max_concurrency=2, **resources)
 
 
 def encode_texts(texts: list[str], model: str | None, backend: str | None, batch_size: int, cluster: Cluster,
