@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from index import VectorStore, open_store
+from index import ShardedStore, VectorStore, open_store
 from index.manifest import Manifest
 from index.tuning import DEFAULT_TARGET_RECALL
 
@@ -338,8 +338,9 @@ def built_model(folder: Path, encoder: dict) -> str | None:
     return path
 
 
-def describe(store: VectorStore, tau: float | None = None) -> dict:
-    """A store's facts for ``twin info`` and ``/stats``; needs no model loaded."""
+def describe(store: VectorStore | ShardedStore, tau: float | None = None) -> dict:
+    """A store's facts for ``twin info`` and ``/stats``; needs no model loaded (``shards``: each
+    shard's folder, count and kind, for a sharded index; empty otherwise)."""
     manifest = store.manifest
     on_disk = sum(p.stat().st_size for p in store.folder.rglob("*") if p.is_file())
     return {
@@ -347,4 +348,6 @@ def describe(store: VectorStore, tau: float | None = None) -> dict:
         "built_kind": store.built_kind, "dimension": manifest.dimension, "encoder": manifest.encoder,
         "tau": tau if tau is not None else (manifest.tau if manifest.tau is not None else DEFAULT_TAU),
         "params": manifest.params, "target_recall": manifest.target_recall, "bytes_on_disk": on_disk,
+        "shards": [{"folder": s.folder.name, "count": len(s), "built_kind": s.built_kind}
+                   for s in getattr(store, "shards", [])],
     }

@@ -163,6 +163,9 @@ def test_a_large_corpus_becomes_a_sharded_index_searched_as_one(ray_runtime, cor
     assert_same_index(local_index, folder)
     facts = json.loads(twin("info", "--index", folder, "--json").output)
     assert facts["count"] == 3000 and facts["built_kind"] == "flat x 3 shards"
+    assert sorted(s["folder"] for s in facts["shards"]) == [s.name for s in shards]
+    assert sum(s["count"] for s in facts["shards"]) == 3000 and min(s["count"] for s in facts["shards"]) > 800
+    assert "shards     3: " in twin("info", "--index", folder).output
 
     # writes reach the shard an id hashes to; the query path and the HTTP service see them
     new = tmp_path / "new.csv"
@@ -179,6 +182,7 @@ def test_a_large_corpus_becomes_a_sharded_index_searched_as_one(ray_runtime, cor
                          ).status_code == 200
         assert http.get("/items/new-2").json()["text"] == "Can I pay by bank transfer?"
         assert http.get("/items/a0").status_code == 404
+        assert [s["folder"] for s in http.get("/stats").json()["shards"]] == [s.name for s in shards]
     assert len(contents(folder)) == 3000 + 2 - 1
 
     # a reader (a read-only server) follows a new build of the folder into its new shards

@@ -299,7 +299,7 @@ def _add_service_routes(app: FastAPI, retriever: Retriever, settings: Settings, 
         return StatsOut(count=facts["count"], kind=facts["kind"], built_kind=facts["built_kind"],
                         dimension=facts["dimension"], model=facts["encoder"], tau=facts["tau"],
                         read_only=settings.read_only, snapshot=snapshots.describe(retriever),
-                        search=retriever.store.search_defaults)
+                        search=retriever.store.search_defaults, shards=facts["shards"])
 
     @app.get("/metrics", response_class=PlainTextResponse, tags=["service"])
     async def prometheus() -> PlainTextResponse:

@@ -226,6 +226,8 @@ class StatsOut(BaseModel):
     #: the built kind's search parameters: the tuned nprobe / ef_search and the recall@10 measured
     #: for it on the index's own vectors (empty for exact search)
     search: dict[str, Any] = {}
+    #: a sharded index's shards: each one's folder, count and built kind (empty for one index)
+    shards: list[dict[str, Any]] = []
 
 
 class ValidationIssue(BaseModel):

@@ -381,6 +381,9 @@ def info(index_dir: Path, check: bool, as_json: bool) -> None:
                f"{encoder.get('modality') or 'text'}s)\n"
                f"tau        {facts['tau']:.4f}\n"
                f"on disk    {facts['bytes_on_disk'] / 1e6:.1f} MB")
+    if facts["shards"]:
+        click.echo(f"shards     {len(facts['shards'])}: " + ", ".join(f"{s['count']:,}" for s in facts["shards"])
+                   + " items")
     if check:
         c = facts["check"]
         verdict = "ok" if not c["missing"] and c["live_entries"] == c["rows"] else "DAMAGED"
