@@ -138,7 +138,9 @@ def _count_file(path: str, columns: Columns, fmt: str | None, label: str) -> int
 def _empty(paths: list[Path]):  # noqa: ANN202 - InputError
     from ..errors import InputError
 
-    return InputError(paths[0] if len(paths) == 1 else f"{len(paths)} files", None, "no items in the corpus")
+    if len(paths) == 1:  # as the local build says it
+        return InputError(paths[0], None, "no items in the file")
+    return InputError(f"{len(paths)} files", None, "no items in the corpus")
 
 
 def _read(job: BuildJob):  # noqa: ANN202 - ray.data.Dataset
