@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import heapq
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ from .folder import WriterLock, remove_strays
 from .locks import ReadWriteLock
 from .manifest import Manifest
 from .meta import Record
-from .store import Hit, VectorStore, check_vectors
+from .store import Hit, VectorStore, check_tau, check_vectors
 
 
 def shard_of(item_id: str, shards: int) -> int:
@@ -161,6 +162,11 @@ class ShardedStore:
             found.update(self.shards[shard].records_of([ids[r] for r in rows]))
         return found
 
+    def scan(self, batch: int = 10_000) -> Iterator[Record]:
+        """Every stored item (with its vector), shard after shard."""
+        for store in self.shards:
+            yield from store.scan(batch)
+
     # -- search ---------------------------------------------------------------------------
     def search(self, vectors: np.ndarray, k: int = 10, threshold: float | None = None,
                nprobe: int | None = None, ef_search: int | None = None) -> list[list[Hit]]:
@@ -184,6 +190,7 @@ class ShardedStore:
         build replaced opens the new shards. Returns the rows added (or, after a new build, held)."""
         current = Manifest.load(self.folder)
         if current.shards == self.manifest.shards:
+            self.manifest.tau = current.tau  # the writer may have set a new tau
             return sum(store.refresh() for store in self.shards)
         if not current.shards:
             raise IndexFolderError(f"{self.folder}: rebuilt as an index without shards; open it again")
@@ -194,6 +201,14 @@ class ShardedStore:
         for store in old:
             store.close()
         return len(self)
+
+    def set_tau(self, tau: float | None) -> None:
+        """Set the index's tau in the top manifest (see ``VectorStore.set_tau``)."""
+        if self._writer is None:
+            raise StoreError(f"{self.folder}: opened read-only; open it as the writer to change it")
+        changed = replace(self.manifest, tau=check_tau(tau))
+        changed.save(self.folder)  # the manifest in memory changes only once the file has
+        self.manifest = changed
 
     def rebuild(self, kind: str | None = None, target_recall: float | None = None) -> None:
         """Rebuild every shard's FAISS index (see ``VectorStore.rebuild``)."""

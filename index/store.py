@@ -34,7 +34,7 @@ import hashlib
 import os
 import sys
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -253,6 +253,12 @@ class VectorStore:
         """The stored items (with vectors) of those of ``ids`` that exist, by id."""
         return self._meta.by_ids([str(i) for i in ids])
 
+    def scan(self, batch: int = 10_000) -> Iterator[Record]:
+        """Every stored item (with its vector), in the order written."""
+        for seqs, _ in self._meta.vectors_after(0, batch=batch):
+            found = self._meta.records(seqs.tolist(), with_vectors=True)
+            yield from (found[s] for s in seqs.tolist() if s in found)
+
     # -- search ---------------------------------------------------------------------------
     def search(
         self, vectors: np.ndarray, k: int = 10, threshold: float | None = None,
@@ -315,8 +321,10 @@ class VectorStore:
         """A reader catches up with the writer: rows committed since it loaded are added to its
         FAISS index (deleted ones were already filtered); an index replaced by a new build is
         loaded anew. Returns how many rows were added."""
-        if Manifest.load(self.folder).meta_file != self.manifest.meta_file:
+        latest = Manifest.load(self.folder)
+        if latest.meta_file != self.manifest.meta_file:
             return self._reload()
+        self.manifest.tau = latest.tau  # the writer may have set a new tau
         added = 0
         with self._save_lock:
             if self._index is None:
@@ -342,6 +350,19 @@ class VectorStore:
             self._applied_seq, self._stale, self._trained_on = fresh._applied_seq, fresh._stale, fresh._trained_on
         old.close()
         return len(self)
+
+    def set_tau(self, tau: float | None) -> None:
+        """Set the duplicate threshold that travels with the index (written to the manifest now;
+        readers pick it up at their next refresh)."""
+        self._check_writable()
+        with self._save_lock:
+            tau, before = check_tau(tau), self.manifest.tau
+            self.manifest.tau = tau
+            try:
+                self.manifest.save(self.folder)
+            except OSError as exc:
+                self.manifest.tau = before
+                raise _disk_full_or(exc, "writing the manifest") from None
 
     def rebuild(self, kind: str | None = None, target_recall: float | None = None) -> None:
         """Rebuild the FAISS index from SQLite, as ``kind`` (default: the manifest's kind), tuned
@@ -653,6 +674,15 @@ def _ranked(query: np.ndarray, records: list[Record], k: int) -> list[Hit]:
         Hit(records[i].id, float(np.clip(scores[i], -1.0, 1.0)), records[i].text, records[i].payload)
         for i in order
     ]
+
+
+def check_tau(tau: float | None) -> float | None:
+    """``tau`` as a float in [-1, 1] (cosine), or None; StoreError otherwise."""
+    if tau is None:
+        return None
+    if isinstance(tau, bool) or not isinstance(tau, int | float) or not -1.0 <= float(tau) <= 1.0:
+        raise StoreError(f"tau {tau!r} is not a cosine in [-1, 1]")
+    return float(tau)
 
 
 def _checked_id(item_id: object) -> str:
