@@ -46,6 +46,12 @@ def best_threshold(scores: np.ndarray, labels: np.ndarray, objective: str = "acc
     return float(tau), float(values[best])
 
 
+def check_objective(objective: str) -> str:
+    """``objective`` if it is one ``best_threshold`` knows; ValueError naming the choices otherwise."""
+    _min_recall(objective)
+    return objective
+
+
 def _min_recall(objective: str) -> float:
     if objective in ("accuracy", "f1"):
         return 0.0

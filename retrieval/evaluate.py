@@ -5,6 +5,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -72,8 +73,9 @@ def pair_metrics(scores: np.ndarray, labels: np.ndarray, tau: float) -> dict:
     }
 
 
-def plot(scores: np.ndarray, labels: np.ndarray, tau: float, out: Path, title: str = "") -> None:
-    """Cosine histograms of duplicates and non-duplicates with tau marked, and the PR curve."""
+def plot(scores: np.ndarray, labels: np.ndarray, tau: float, out: Path | BinaryIO, title: str = "") -> None:
+    """Cosine histograms of duplicates and non-duplicates with tau marked, and the PR curve, as a
+    PNG written to ``out`` (a path or a binary file)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -100,8 +102,9 @@ def plot(scores: np.ndarray, labels: np.ndarray, tau: float, out: Path, title: s
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
+    if isinstance(out, Path):
+        out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110, format="png")
     plt.close(fig)
 
 
