@@ -42,6 +42,7 @@ from index.errors import DiskFullError
 from ..errors import TwinError
 from ..images import ImageProblem
 from ..retriever import Item, QueryResult, Retriever, describe
+from ..review import GroupBook, Reviewer, TooFewVerdicts, UnknownItem
 from ..validate import TEXT_PATTERN, text_problem
 from .batcher import MicroBatcher
 from .docs import mount_docs
@@ -62,6 +63,8 @@ from .models import (
     StatsOut,
     StatusOut,
 )
+from .page import mount_page
+from .review import ReviewState, add_review_routes
 
 log = logging.getLogger("twin.serve")
 
@@ -69,6 +72,7 @@ log = logging.getLogger("twin.serve")
 def _errors(*codes: int) -> dict:
     """OpenAPI entries for the 4xx answers a route can give, all shaped ``{"detail": ...}``."""
     meaning = {400: "The body is not JSON text (e.g. not UTF-8).",
+               409: "Not possible now: too few verdicts, or the same work running already.",
                401: "Missing or wrong API key.", 403: "The server is read-only.", 404: "No such item.",
                413: "Too many texts or items, or a body too large.", 422: "A field failed validation.",
                507: "The disk is full; nothing of the write was kept."}
@@ -95,9 +99,10 @@ class Settings:
 bearer = HTTPBearer(auto_error=False, description="Needed for writes when the server has an API key.")
 
 
-def create_app(retriever: Retriever, settings: Settings | None = None) -> FastAPI:
-    """A FastAPI app serving ``retriever``."""
+def create_app(retriever: Retriever, settings: Settings | None = None, groups: GroupBook | None = None) -> FastAPI:
+    """A FastAPI app serving ``retriever`` (``groups``: duplicate groups for the review page)."""
     settings = settings or Settings()
+    review = ReviewState(Reviewer(retriever), groups)
     metrics = Metrics()
     snapshots = SnapshotState()
     batcher = MicroBatcher(lambda queries: _search_many(retriever, queries), settings.max_batch,
@@ -120,12 +125,14 @@ def create_app(retriever: Retriever, settings: Settings | None = None) -> FastAP
             await batcher.stop()
             if not retriever.store.read_only:
                 await asyncio.to_thread(snapshots.save, retriever)
+            review.reviewer.close()
 
     app = FastAPI(title="twin", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Near-duplicate lookups: a siamese encoder and a FAISS index. Every 4xx answer "
                               "is JSON: `{\"detail\": ...}`.")
     app.state.ready = False
     mount_docs(app)
+    mount_page(app)
     images = retriever.modality == "image"
     if images:
         app.add_middleware(MultipartToUpload)
@@ -158,6 +165,10 @@ def create_app(retriever: Retriever, settings: Settings | None = None) -> FastAP
             return JSONResponse(status_code=507, content={"detail": str(exc)})
         if isinstance(exc, ImageProblem) and exc.too_large:
             return JSONResponse(status_code=413, content={"detail": str(exc)})
+        if isinstance(exc, UnknownItem):
+            return JSONResponse(status_code=404, content={"detail": str(exc)})
+        if isinstance(exc, TooFewVerdicts):
+            return JSONResponse(status_code=409, content={"detail": str(exc)})
         return JSONResponse(status_code=422, content={"detail": str(exc)})
 
     @app.exception_handler(UnicodeError)
@@ -205,6 +216,7 @@ def create_app(retriever: Retriever, settings: Settings | None = None) -> FastAP
     else:
         _add_text_routes(app, retriever, settings, writer, batcher)
     _add_item_routes(app, retriever, writer)
+    add_review_routes(app, review, writer, _errors)
     _add_service_routes(app, retriever, settings, snapshots, metrics)
     return app
 
@@ -299,7 +311,8 @@ def _add_service_routes(app: FastAPI, retriever: Retriever, settings: Settings, 
         return StatsOut(count=facts["count"], kind=facts["kind"], built_kind=facts["built_kind"],
                         dimension=facts["dimension"], model=facts["encoder"], tau=facts["tau"],
                         read_only=settings.read_only, snapshot=snapshots.describe(retriever),
-                        search=retriever.store.search_defaults, shards=facts["shards"])
+                        search=retriever.store.search_defaults, shards=facts["shards"],
+                        modality=retriever.modality, writes_need_key=bool(settings.api_key))
 
     @app.get("/metrics", response_class=PlainTextResponse, tags=["service"])
     async def prometheus() -> PlainTextResponse:

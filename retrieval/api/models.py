@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator, model_validator
 
+from ..review.feedback import Verdict
 from ..validate import ID_PATTERN, MAX_ID_CHARS, TEXT_PATTERN, id_problem, payload_problem, text_problem
 
 #: A text: at least one character that is not whitespace (the pattern documents what the validator checks).
@@ -228,6 +229,10 @@ class StatsOut(BaseModel):
     search: dict[str, Any] = {}
     #: a sharded index's shards: each one's folder, count and built kind (empty for one index)
     shards: list[dict[str, Any]] = []
+    #: what the index holds: ``text`` or ``image``
+    modality: str = "text"
+    #: writes (items, verdicts, tau) need ``Authorization: Bearer KEY``
+    writes_need_key: bool = False
 
 
 class ValidationIssue(BaseModel):
@@ -242,3 +247,126 @@ class ErrorOut(BaseModel):
     """Every 4xx answer: what went wrong (a sentence, or the fields that failed validation)."""
 
     detail: str | list[ValidationIssue]
+
+
+# -- review: verdicts, tau, groups -------------------------------------------------------------
+#: The objectives ``calibrate.best_threshold`` knows, as a pattern.
+OBJECTIVE_PATTERN = r"^(accuracy|f1|precision@(0?\.[0-9]*[1-9][0-9]*|1(\.0*)?))$"
+
+class FeedbackRequest(BaseModel):
+    """A person's verdict on a pair: a query (its text, a stored item's id, or for an index of
+    images a base64 image) and the stored item ``id`` it was shown with. The server scores the
+    pair with the index's encoder; the client sends no score."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"oneOf": [
+        {"required": ["query"]}, {"required": ["query_id"]}, {"required": ["query_image"]}]})
+    id: StrictStr = Field(..., min_length=1, max_length=MAX_ID_CHARS, json_schema_extra={"pattern": ID_PATTERN},
+                          description="The stored item judged.")
+    duplicate: StrictBool = Field(..., description="The person's verdict: a duplicate of the query, or not.")
+    # Each query field is absent or set (null is refused): exactly one of the three is given.
+    query: Text = Field(None, description="The query text it was found for.")
+    query_id: StrictStr = Field(None, min_length=1, max_length=MAX_ID_CHARS, json_schema_extra={"pattern": ID_PATTERN},
+                                description="Or: the stored item it is compared with.")
+    query_image: Base64Image = Field(None, description="Or (an index of images): the query image, base64.")
+    query_name: StrictStr = Field(None, max_length=200, description="The query image's file name.")
+
+    _ids = field_validator("id", "query_id")(lambda v: v if v is None else _valid_id(v))
+    _query = field_validator("query")(lambda v: v if v is None else _checked(text_problem(v), v, "query"))
+
+    @model_validator(mode="after")
+    def _one_query(self) -> FeedbackRequest:
+        given = [n for n in ("query", "query_id", "query_image") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of query, query_id and query_image"
+                             + (f" (got {', '.join(given)})" if given else ""))
+        return self
+
+
+#: A stored verdict (the pair, its cosine by the index's encoder, that encoder's fingerprint, the
+#: verdict and when, UTC), as ``review.Verdict`` holds it.
+VerdictOut = Verdict
+
+
+class FeedbackList(BaseModel):
+    """Verdicts, newest first, and how many of each kind are stored in all."""
+
+    verdicts: list[VerdictOut]
+    counts: dict[str, int]
+
+
+class CalibrateRequest(BaseModel):
+    """Re-choose tau from the stored verdicts (nothing is written: ``PUT /tau`` applies it)."""
+
+    model_config = ConfigDict(extra="forbid")
+    objective: StrictStr = Field("accuracy", pattern=OBJECTIVE_PATTERN,
+                                 description="accuracy, f1, or precision@R with 0 < R <= 1 (e.g. precision@0.9).")
+    min_verdicts: int = Field(10, ge=1, le=1_000_000, description="Fewest verdicts of each kind needed.")
+    plot: StrictBool = Field(True, description="Include the score histograms and PR curve as a PNG (base64).")
+
+    _k = field_validator("min_verdicts", mode="before")(_strict_k)
+
+
+class TauChoiceOut(BaseModel):
+    """The tau the verdicts call for, and the metrics at the index's tau now and at it."""
+
+    objective: str
+    objective_value: float
+    tau_before: float
+    tau: float
+    before: dict[str, Any]
+    after: dict[str, Any]
+    verdicts: dict[str, int]
+    plot_png: str | None = Field(None, description="The plot, base64 PNG.")
+
+
+class TauRequest(BaseModel):
+    """A tau to write to the index's manifest."""
+
+    model_config = ConfigDict(extra="forbid")
+    tau: float = Field(..., ge=-1, le=1, allow_inf_nan=False, strict=True, description="Duplicate when cosine > tau.")
+
+
+class TauOut(BaseModel):
+    """The index's tau, now."""
+
+    tau: float
+    tau_before: float
+
+
+class MemberOut(BaseModel):
+    """A member of a group: its cosine to the representative, whether it is the one to keep,
+    and what the index holds under its id (``stored`` false: the index lacks it)."""
+
+    id: str
+    score: float
+    keep: bool
+    representative: bool
+    stored: bool
+    text: str | None
+    payload: dict[str, Any]
+
+
+class GroupOut(BaseModel):
+    """A group of near-duplicates, its representative first."""
+
+    number: int
+    representative: str
+    members: list[MemberOut]
+
+
+class GroupsOut(BaseModel):
+    """A page of the loaded or computed groups (``source`` null: none yet)."""
+
+    source: str | None
+    total: int
+    offset: int
+    groups: list[GroupOut]
+
+
+class ComputeGroupsRequest(BaseModel):
+    """Compute the groups among the index's own items (its vectors, nothing encoded)."""
+
+    model_config = ConfigDict(extra="forbid")
+    threshold: float | None = Field(None, gt=-1, lt=1, allow_inf_nan=False, strict=True,
+                                    description="Duplicates when cosine > this (default: the index's tau).")
+    linkage: Literal["star", "connected"] = "star"

@@ -11,7 +11,7 @@ import click
 
 from ..errors import TwinError
 from .group import cli
-from .options import backend_option, say
+from .options import backend_option, say, wait_option
 
 
 def pair_options(f: Callable) -> Callable:
@@ -140,27 +140,75 @@ def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epo
 
 
 @cli.command()
-@click.argument("pairs_path", metavar="PAIRS", type=click.Path(path_type=Path))
-@click.option("--model", type=click.Path(path_type=Path), required=True,
-              help="Model folder to calibrate; tau is saved in it (the packaged model's folder is read-only "
-                   "and its tau is built in).")
+@click.argument("pairs_path", metavar="[PAIRS]", required=False, type=click.Path(path_type=Path))
+@click.option("--model", type=click.Path(path_type=Path), default=None,
+              help="Model folder to calibrate on PAIRS; tau is saved in it (the packaged model's folder is "
+                   "read-only and its tau is built in). Indexes built before keep their own tau.")
+@click.option("--index", "index_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Calibrate this index's tau instead (with its model): from PAIRS, from the verdicts of its "
+                   "review page (--from-feedback), or set by hand (--tau).")
+@click.option("--from-feedback", is_flag=True, help="With --index: learn tau from the verdicts stored in the index.")
+@click.option("--tau", "given_tau", type=click.FloatRange(-1, 1), default=None,
+              help="With --index: set the index's tau to this value (no model loaded).")
+@click.option("--apply", is_flag=True, help="With --index: write the tau chosen to the index's manifest (without "
+                                            "it, the metrics before and after are shown and nothing is written).")
+@click.option("--min-verdicts", type=click.IntRange(1), default=10, show_default=True,
+              help="--from-feedback: fewest verdicts of each kind (duplicate, not duplicate) to learn from.")
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="With --index: write score histograms and the precision-recall curve to this PNG.")
 @click.option("--objective", default="accuracy", show_default=True,
               help="Maximise accuracy, f1, or precision@R (best precision with recall >= R, e.g. precision@0.9).")
 @pair_options
 @backend_option
+@wait_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def calibrate(pairs_path: Path, model: Path, objective: str, first_column: str, second_column: str,
-              label_column: str, no_header: bool, backend: str | None, as_json: bool) -> None:
-    """Choose tau on labelled PAIRS and save it in the model folder."""
-    from ..calibrate import calibrate_model, save_calibration
+def calibrate(pairs_path: Path | None, model: Path | None, index_dir: Path | None, from_feedback: bool,
+              given_tau: float | None, apply: bool, min_verdicts: int, plot: Path | None, objective: str,
+              first_column: str, second_column: str, label_column: str, no_header: bool, backend: str | None,
+              wait_s: float, as_json: bool) -> None:
+    """Choose tau on labelled PAIRS and save it in a model folder (--model), or choose an index's
+    tau (--index) from PAIRS, from its review page's verdicts (--from-feedback), or by hand (--tau)."""
+    from ..calibrate import calibrate_model, check_objective, save_calibration
+    from .review_commands import calibrate_index, set_index_tau
 
-    data = _pairs(pairs_path, first_column, second_column, label_column, no_header)
+    _check_calibrate(pairs_path, model, index_dir, from_feedback, given_tau, apply, plot)
+    check_objective(objective)
+    if index_dir is not None and given_tau is not None:
+        set_index_tau(index_dir, given_tau, wait_s)
+        return
+    data = _pairs(pairs_path, first_column, second_column, label_column, no_header) if pairs_path else None
+    if data is not None and data.triplets:
+        raise TwinError(f"{pairs_path}: triplets; calibration needs labelled pairs")
+    if index_dir is not None:
+        calibrate_index(index_dir, data.pairs if data else None, objective, min_verdicts, apply, plot, as_json,
+                        backend, wait_s)
+        return
     result = calibrate_model(_model_encoder(model, backend), data.pairs, objective)
     save_calibration(model, result, str(pairs_path))
     if as_json:
         click.echo(json.dumps(result))
     else:
         say(f"tau {result['tau']:.4f} ({objective} {result['objective_value']:.4f}) saved in {model}")
+
+
+def _check_calibrate(pairs_path: Path | None, model: Path | None, index_dir: Path | None, from_feedback: bool,
+                     given_tau: float | None, apply: bool, plot: Path | None) -> None:
+    """One line for a combination of `twin calibrate` options that means nothing."""
+    if index_dir is None:
+        if from_feedback or given_tau is not None or apply or plot:
+            raise TwinError("--from-feedback, --tau, --apply and --plot go with --index")
+        if model is None or pairs_path is None:
+            raise TwinError("give PAIRS and --model (a model's tau), or --index (an index's tau)")
+        return
+    if model is not None:
+        raise TwinError("--index calibrates with the index's own model: leave out --model")
+    sources = [name for name, given in (("PAIRS", pairs_path is not None), ("--from-feedback", from_feedback),
+                                        ("--tau", given_tau is not None)) if given]
+    if len(sources) != 1:
+        raise TwinError("with --index, give exactly one of PAIRS, --from-feedback and --tau"
+                        + (f" (got {', '.join(sources)})" if sources else ""))
+    if given_tau is not None and (apply or plot):
+        raise TwinError("--tau writes the given tau at once: leave out --apply and --plot")
 
 
 @cli.command(name="eval")

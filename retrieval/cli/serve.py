@@ -33,12 +33,15 @@ from .options import backend_option, index_option, model_option, say, wait_optio
               help="Allow this browser origin (repeatable; none by default).")
 @click.option("--snapshot-every", type=click.FloatRange(1), default=30.0, show_default=True,
               help="Seconds between FAISS snapshots when writes happened (writes are durable at once).")
+@click.option("--groups", "groups_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="A `twin groups` output file whose groups the review page shows (they can also be "
+                   "computed on the page).")
 @wait_option
 def serve(index_dir: Path, model: Path | None, backend: str | None, host: str, port: int, api_key: str | None,
           read_only: bool, no_batching: bool, max_wait_ms: float, cors_origins: tuple[str, ...],
-          snapshot_every: float,
-          wait_s: float) -> None:
-    """Serve nearest-match lookups, upserts and deletes over HTTP (OpenAPI at /docs).
+          snapshot_every: float, groups_path: Path | None, wait_s: float) -> None:
+    """Serve nearest-match lookups, upserts and deletes over HTTP (OpenAPI at /docs), and the
+    review page at / (search, duplicate groups, verdicts, tau from the verdicts).
 
     The server is the index's one writer while it runs: other processes read it (query, info,
     dedup) but write through the server (POST /items, DELETE /items/ID)."""
@@ -47,7 +50,9 @@ def serve(index_dir: Path, model: Path | None, backend: str | None, host: str, p
     from ..api import Settings, create_app
     from ..api.server import server_config
     from ..retriever import Retriever
+    from ..review import GroupBook
 
+    groups = GroupBook.read(groups_path) if groups_path is not None else None
     sock = _bind(host, port)
     url = f"http://{host if ':' not in host else f'[{host}]'}:{sock.getsockname()[1]}"
     try:
@@ -58,9 +63,9 @@ def serve(index_dir: Path, model: Path | None, backend: str | None, host: str, p
         raise
     settings = Settings(api_key=api_key or None, read_only=read_only, batching=not no_batching,
                         max_wait_ms=max_wait_ms, cors_origins=list(cors_origins), snapshot_every_s=snapshot_every)
-    config = server_config(create_app(retriever, settings))
+    config = server_config(create_app(retriever, settings, groups))
     say(f"serving {index_dir} ({len(retriever)} items{', read-only' if read_only else ''}) on {url} "
-        "(docs at /docs)")
+        f"(review page at {url}/, docs at /docs)")
     try:
         uvicorn.Server(config).run(sockets=[sock])
     finally:
