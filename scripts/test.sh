@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh "[dev]"
+bash scripts/browser.sh  # Debian's chromium for the browser tests, where it can be installed
 set +e
 .venv/bin/python -m pytest "$@"
 status=$?

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -61,3 +62,30 @@ def index_copy(demo_index_dir, tmp_path) -> Path:
     folder = tmp_path / "index"
     shutil.copytree(demo_index_dir, folder)
     return folder
+
+
+#: Debian's Chromium as this machine allows it: no sandbox (root), no GPU, no calls home (refused here).
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage"]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium driven by Playwright; skipped (failed where TWIN_REQUIRE_BROWSER=1, as in
+    CI) when Chromium or Playwright is missing."""
+    required = os.environ.get("TWIN_REQUIRE_BROWSER") == "1"
+    missing = None
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing = "playwright is not installed (the dev extra has it)"
+    if missing is None and not Path(CHROMIUM).is_file():
+        missing = "no Chromium at /usr/bin/chromium (Debian's chromium package; scripts/browser.sh installs it)"
+    if missing:
+        pytest.fail(missing) if required else pytest.skip(missing)
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()

@@ -17,13 +17,14 @@ from .conftest import DEMO_CSV
 from .test_processes import TWIN, one_line_error, twin
 
 
-def test_calibrate_help_says_the_model_is_required(tmp_path):
+def test_calibrate_needs_a_model_or_an_index(tmp_path):
     help_text = CliRunner().invoke(cli, ["calibrate", "--help"]).output
-    assert "--model" in help_text and "required" in help_text and "default: packaged" not in help_text
+    assert "--model" in help_text and "--index" in help_text and "default: packaged" not in help_text
     pairs = tmp_path / "p.csv"
     pairs.write_text("question1,question2,is_duplicate\na b,a c,1\n")
     result = CliRunner().invoke(cli, ["calibrate", str(pairs)])
-    assert result.exit_code == 2 and "Missing option '--model'" in result.output
+    assert result.exit_code == 1 and result.output.strip() == (
+        "Error: give PAIRS and --model (a model's tau), or --index (an index's tau)")
 
 
 def test_serve_on_a_taken_port_says_so_before_anything_else(demo_index_dir):

@@ -82,7 +82,13 @@ def test_the_server_retries_snapshots_and_answers_507_while_the_disk_is_full(sma
     with running(folder, snapshot_every_s=1) as base, httpx.Client(base_url=base, timeout=60) as http:
         item = {"items": [{"id": "before-full", "text": "Written before the disk filled up"}]}
         assert http.post("/items", json=item).status_code == 200
+        verdict = {"query_id": "faq-001", "id": "faq-002", "duplicate": True}
+        assert http.post("/feedback", json=verdict).status_code == 200
         filler = fill(small_disk)
+        for answer in (http.post("/feedback", json={**verdict, "id": "faq-003"}), http.put("/tau", json={"tau": 0.5})):
+            assert answer.status_code == 507 and "disk full" in answer.json()["detail"], answer.text
+        assert http.get("/feedback").json()["counts"] == {"duplicate": 1, "not_duplicate": 0}
+        assert http.get("/stats").json()["tau"] != 0.5
         deadline = time.monotonic() + 30
         while http.get("/stats").json()["snapshot"]["failures"] < 2:
             assert time.monotonic() < deadline, http.get("/stats").json()

@@ -30,11 +30,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def running(folder: Path, **settings):
-    """A uvicorn server in a thread, serving ``folder``; yields its base URL."""
-    retriever = Retriever.open(folder)
+def running(folder: Path, groups=None, **settings):  # noqa: ANN001 - GroupBook | None
+    """A uvicorn server in a thread, serving ``folder`` (and ``groups`` on its review page);
+    yields its base URL."""
+    retriever = Retriever.open(folder, read_only=settings.get("read_only", False))
     port = free_port()
-    server = uvicorn.Server(server_config(create_app(retriever, Settings(**settings)), host="127.0.0.1", port=port))
+    app = create_app(retriever, Settings(**settings), groups)
+    server = uvicorn.Server(server_config(app, host="127.0.0.1", port=port))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.time() + 60
@@ -164,7 +166,7 @@ def test_concurrent_single_searches_are_micro_batched(url):
     assert 'twin_http_request_seconds_bucket{method="GET",route="/search",le="+Inf"} 96' in text
 
 
-def test_upsert_survives_sigkill(index_copy):
+def test_upsert_verdict_and_tau_survive_sigkill(index_copy):
     port = free_port()
     command = [sys.executable, "-c", "from retrieval.cli import main; main()", "serve", "--index",
                str(index_copy), "--port", str(port)]
@@ -186,6 +188,9 @@ def test_upsert_survives_sigkill(index_copy):
         item = {"items": [{"id": "durable-1", "text": "Does this survive a crash?", "payload": {"n": 1}}]}
         assert httpx.post(f"http://127.0.0.1:{port}/items", json=item).status_code == 200
         assert httpx.delete(f"http://127.0.0.1:{port}/items/faq-001").status_code == 200
+        verdict = {"query_id": "durable-1", "id": "faq-002", "duplicate": False}
+        assert httpx.post(f"http://127.0.0.1:{port}/feedback", json=verdict).status_code == 200
+        assert httpx.put(f"http://127.0.0.1:{port}/tau", json={"tau": 0.777}).status_code == 200
     finally:
         server.send_signal(signal.SIGKILL)
         server.wait()
@@ -196,6 +201,9 @@ def test_upsert_survives_sigkill(index_copy):
         found = httpx.get(f"http://127.0.0.1:{port}/search", params={"q": "Does this survive a crash?", "k": 1})
         assert found.json()["results"][0]["matches"][0]["id"] == "durable-1"
         assert httpx.get(f"http://127.0.0.1:{port}/items/faq-001").status_code == 404
+        verdicts = httpx.get(f"http://127.0.0.1:{port}/feedback").json()["verdicts"]
+        assert [(v["a_id"], v["b_id"], v["duplicate"]) for v in verdicts] == [("durable-1", "faq-002", False)]
+        assert httpx.get(f"http://127.0.0.1:{port}/stats").json()["tau"] == 0.777
     finally:
         server.terminate()
         server.wait(30)

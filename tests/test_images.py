@@ -273,11 +273,49 @@ def test_an_image_index_is_searched_and_written_over_http_as_base64_and_uploads(
         assert http.get("/stats").json()["count"] == before and http.get("/items/fine").status_code == 404
         assert http.get("/search", params={"q": "text"}).status_code == 422
 
+        # A verdict on an image query: scored by the server as the search scored it.
+        hit = http.post("/search", json={"images": [b64], "k": 2}).json()["results"][0]["matches"][1]
+        verdict = http.post("/feedback", json={"query_image": b64, "query_name": "probe.png", "id": hit["id"],
+                                               "duplicate": False}).json()
+        assert verdict["score"] == pytest.approx(hit["score"], abs=1e-5) and verdict["a_text"] == "probe.png"
+        broken = http.post("/feedback", json={"query_image": base64.b64encode(b"no image").decode(), "id": hit["id"],
+                                              "duplicate": True})
+        assert broken.status_code == 422 and "not an image" in broken.json()["detail"]
+        assert http.post("/feedback", json={"query": "a text", "id": hit["id"], "duplicate": True}).status_code == 422
+        assert http.get("/feedback").json()["counts"] == {"duplicate": 0, "not_duplicate": 1}
+        known = http.get("/feedback", params={"query": "probe.png"}).json()["verdicts"]
+        assert [v["b_id"] for v in known] == [hit["id"]]
+
+
+def test_the_review_page_searches_an_image_index_by_upload(cnn, glyphs, tmp_path, browser):
+    index = tmp_path / "ix"
+    assert twin("build", glyphs["test"], "--index", index, "--model", cnn).exit_code == 0
+    probe = glyphs["test"] / "group0" / "char04" / "02.png"
+    with running(index) as base:
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        problems = []
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        page.goto(base)
+        page.wait_for_selector("#text-query[hidden]", state="attached")
+        page.get_by_label("Query image").set_input_files(str(probe))
+        page.get_by_role("button", name="Search").click()
+        page.wait_for_selector("#results li")
+        assert page.locator("#results li .item-id").first.inner_text() == "group0/char04/02.png"
+        page.locator("#results li").nth(1).get_by_role("button", name="Not duplicate").click()
+        page.wait_for_selector("#results li:nth-child(2) .said:has-text('saved')")
+        page.close()
+        with httpx.Client(base_url=base) as http:
+            assert http.get("/feedback", params={"query": "02.png"}).json()["counts"]["not_duplicate"] == 1
+    assert problems == []
+
 
 def test_a_text_index_refuses_images_clearly(index_copy):
     with running(index_copy) as base, httpx.Client(base_url=base) as http:
         answer = http.post("/search", json={"images": ["aGVsbG8="]})
         assert answer.status_code == 422 and "holds texts" in json.dumps(answer.json()["detail"])
+        verdict = http.post("/feedback", json={"query_image": "aGVsbG8=", "id": "faq-001", "duplicate": True})
+        assert verdict.status_code == 422 and "holds texts" in verdict.json()["detail"]
 
 
 def test_reading_images_in_path_order_skips_other_files(tmp_path):

@@ -183,7 +183,12 @@ def test_a_large_corpus_becomes_a_sharded_index_searched_as_one(ray_runtime, cor
         assert http.get("/items/new-2").json()["text"] == "Can I pay by bank transfer?"
         assert http.get("/items/a0").status_code == 404
         assert [s["folder"] for s in http.get("/stats").json()["shards"]] == [s.name for s in shards]
+        # verdicts and tau live at the top of a sharded index
+        verdict = http.post("/feedback", json={"query_id": "new-2", "id": "new-1", "duplicate": False}).json()
+        assert verdict["b_text"] == "Where can I see the status of my parcel?"
+        assert http.put("/tau", json={"tau": 0.81}).status_code == 200
     assert len(contents(folder)) == 3000 + 2 - 1
+    assert json.loads((folder / "manifest.json").read_text())["tau"] == 0.81 and (folder / "feedback.sqlite").is_file()
 
     # a reader (a read-only server) follows a new build of the folder into its new shards
     with open_store(folder, read_only=True) as reader:
