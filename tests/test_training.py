@@ -159,11 +159,12 @@ def test_metrics_match_scikit_learn():
     assert at["f1"] == pytest.approx(metrics.f1_score(labels, predicted))
 
 
-def lstm_run(tmp_path, name: str, seed: int = 0, epochs: int = 4):
+def lstm_run(tmp_path, name: str, seed: int = 0, epochs: int = 4, tokens: str = "words", pooling: str = "max"):
     from retrieval.training.trainer import LSTMTrainable, TrainConfig, train
 
     pairs = synthetic_pairs(seed=1, n=600)
-    trainable = LSTMTrainable([t for p in pairs for t in (p.a, p.b)], max_seq_length=16, seed=seed)
+    trainable = LSTMTrainable([t for p in pairs for t in (p.a, p.b)], max_seq_length=16, seed=seed, tokens=tokens,
+                              pooling=pooling)
     config = TrainConfig("lstm", epochs=epochs, batch_size=16, seed=seed, patience=epochs)
     summary = train(trainable, TripletBatches(pairs, batch_size=16, seed=seed), config, tmp_path / name,
                     dev=synthetic_pairs(seed=2, n=300))
@@ -183,6 +184,24 @@ def test_tiny_lstm_learns_a_synthetic_paraphrase_task(tmp_path):
     assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2]
     log = (tmp_path / "a" / "train_log.jsonl").read_text().splitlines()
     assert len(log) == summary["steps"] and "loss" in json.loads(log[0])
+
+
+def test_an_lstm_on_the_packaged_wordpieces_starts_from_minilms_table_and_reloads(tmp_path):
+    from retrieval.encoders import load_encoder
+    from retrieval.training.trainer import LSTMTrainable, packaged_token_embeddings
+
+    tokenizer, table = packaged_token_embeddings()
+    fresh = LSTMTrainable(["unused"], 16, tokens="packaged", pooling="max+attention")
+    rice = tokenizer.token_to_id("rice")
+    assert torch.equal(fresh.module().embed.weight[rice], table[rice])  # MiniLM's row, before training
+    summary, trained = lstm_run(tmp_path, "wp", tokens="packaged", pooling="max+attention")
+    assert max(e["dev_accuracy"] for e in summary["epochs"]) >= 0.8
+    assert (tmp_path / "wp" / "tokenizer.json").is_file() and not (tmp_path / "wp" / "vocab.json").exists()
+    texts = ["how do i cook rice?", "what is the best way to prepare rice?", ""]
+    again = load_encoder(tmp_path / "wp")
+    assert np.allclose(again.encode(texts), trained.encoder.encode(texts), atol=1e-6)
+    with pytest.raises(ValueError, match="unknown pooling"):
+        LSTMTrainable(["x"], 16, pooling="mean")
 
 
 def test_same_seed_same_model(tmp_path):

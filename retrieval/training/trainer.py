@@ -86,12 +86,23 @@ class TransformerTrainable(Trainable):
 
 
 class LSTMTrainable(Trainable):
-    """Trains the siamese BiLSTM from scratch, its vocabulary built from the training texts."""
+    """Trains the siamese BiLSTM. ``tokens``: ``words`` (a vocabulary built from the training
+    texts, embeddings from scratch) or ``packaged`` (the packaged MiniLM's WordPiece tokenizer,
+    and its token embedding table as the starting embeddings: no download, nothing else of
+    MiniLM is used). ``pooling``: see ``SiameseLSTM``."""
 
-    def __init__(self, texts: Sequence[str], max_seq_length: int, seed: int = 0) -> None:
-        config = {"embed_dim": 200, "hidden": 256, "out_dim": 256, "max_seq_length": max_seq_length}
+    def __init__(self, texts: Sequence[str], max_seq_length: int, seed: int = 0, tokens: str = "packaged",
+                 pooling: str = "max+attention") -> None:
         seed_everything(seed)  # the initial weights are part of "same seed, same model"
-        self.encoder = LSTMEncoder(build_vocab(texts), config)
+        config = {"embed_dim": 200, "hidden": 256, "out_dim": 256, "max_seq_length": max_seq_length,
+                  "pooling": pooling}
+        if tokens == "words":
+            self.encoder = LSTMEncoder(build_vocab(texts), config)
+            return
+        tokenizer, table = packaged_token_embeddings()
+        self.encoder = LSTMEncoder(tokenizer, {**config, "embed_dim": int(table.shape[1])})
+        with torch.no_grad():
+            self.encoder.module.embed.weight.copy_(table)
 
     def embed(self, texts: Sequence[str]) -> torch.Tensor:
         return self.encoder.module(self.encoder.ids(texts))
@@ -101,6 +112,19 @@ class LSTMTrainable(Trainable):
 
     def save(self, folder: Path) -> None:
         self.encoder.save(folder)
+
+
+def packaged_token_embeddings() -> tuple:
+    """The packaged MiniLM's WordPiece tokenizer and its (vocabulary, 384) token embedding table."""
+    from safetensors import safe_open
+    from tokenizers import Tokenizer
+
+    from ..encoders.transformer import packaged_model_path
+
+    folder = Path(packaged_model_path())
+    with safe_open(str(folder / "model.safetensors"), "pt") as weights:
+        table = weights.get_tensor("embeddings.word_embeddings.weight").float()
+    return Tokenizer.from_file(str(folder / "tokenizer.json")), table
 
 
 def seed_everything(seed: int) -> None:
