@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 
+import numpy as np
 import pytest
 
 from retrieval.encoders import packaged_model_path
@@ -45,8 +46,9 @@ def test_train_writes_a_calibrated_model(lstm_model):
     calibration = json.loads((model / "twin_calibration.json").read_text())
     assert "calibrated on" in result.stderr and calibration["objective"] == "accuracy"
     assert calibration["metrics"]["accuracy"] > 0.5
-    assert {"twin_lstm.json", "vocab.json", "model.pt", "train_log.jsonl", "twin_training.json"} <= {
-        p.name for p in model.iterdir()}
+    assert {"twin_lstm.json", "tokenizer.json", "model.pt", "train_log.jsonl", "twin_training.json"} <= {
+        p.name for p in model.iterdir()}  # the default: the packaged WordPiece tokenizer
+    assert json.loads((model / "twin_lstm.json").read_text())["pooling"] == "max+attention"
     again = twin("train", dev, "--out", model, "--encoder", "lstm")
     assert again.exit_code == 1 and "use --force" in again.stderr
 
@@ -106,3 +108,34 @@ def test_training_input_errors(tmp_path):
     result = twin("train", few, "--out", tmp_path / "m", "--encoder", "lstm")
     assert result.exit_code == 1 and "at least 2 groups" in result.stderr
     assert not (tmp_path / "m").exists()
+
+
+def test_a_cross_encoder_teacher_adds_silver_pairs_mined_among_the_training_texts(tmp_path):
+    from retrieval.encoders import load_encoder
+    from retrieval.text import normalize
+    from retrieval.training.teacher import CrossEncoderTeacher, mine
+
+    train_pairs = synthetic_pairs(1, 120)
+    mined = mine(train_pairs, load_encoder(), neighbours=2)
+    texts = {normalize(t) for p in train_pairs for t in (p.a, p.b)}
+    gold = {frozenset((normalize(p.a), normalize(p.b))) for p in train_pairs}
+    assert mined and all(a in texts and b in texts and a != b for a, b in mined)  # training texts only
+    assert not {frozenset(m) for m in mined} & gold and len({frozenset(m) for m in mined}) == len(mined)
+
+    teacher = CrossEncoderTeacher(packaged_model_path())
+    teacher.train(train_pairs, epochs=1, batch_size=16)
+    probabilities = teacher.label([(p.a, p.b) for p in train_pairs] + [(p.b, p.a) for p in train_pairs])
+    half = len(train_pairs)
+    assert np.allclose(probabilities[:half], probabilities[half:], atol=1e-6)  # symmetric by construction
+    labels = np.array([p.label for p in train_pairs])
+    assert probabilities[:half][labels == 1].mean() > probabilities[:half][labels == 0].mean()  # it learned
+
+    train = tmp_path / "train.csv"
+    write_pairs(train, train_pairs)
+    result = twin("train", train, "--out", tmp_path / "m", "--encoder", "lstm", "--teacher", "cross-encoder",
+                  "--batch-size", "16", "--max-seq-length", "16")
+    assert result.exit_code == 0, result.output
+    assert "silver pairs mined among the training texts" in result.stderr
+    refused = twin("train", train, "--out", tmp_path / "m2", "--teacher", "cross-encoder", "--model", tmp_path)
+    error = refused.output.strip().splitlines()[-1]  # a teacher base that is no model: one line
+    assert refused.exit_code == 1 and error.startswith(f"Error: {tmp_path}") and "Traceback" not in refused.output

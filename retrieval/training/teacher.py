@@ -1,0 +1,129 @@
+"""A cross-encoder teacher that labels more training pairs for the bi-encoder (AugSBERT: Thakur et
+al., "Augmented SBERT", NAACL 2021).
+
+1. ``CrossEncoderTeacher.train``: a cross-encoder (both texts in one input, one logit) from the
+   packaged MiniLM's weights and a new head, trained with binary cross-entropy on the labelled
+   pairs, each shown either way round.
+2. ``mine``: candidate pairs among the training texts only: each text's nearest other texts by
+   the base bi-encoder, minus the pairs already labelled.
+3. ``CrossEncoderTeacher.label``: P(duplicate), the mean over both orders; above 0.5 a silver
+   duplicate, else a silver non-duplicate.
+
+The product stays a bi-encoder + cosine + tau: the teacher only labels, and is not kept.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..encoders import Encoder
+from ..errors import ModelError
+from ..pairs import Pair
+from ..text import normalize
+
+
+class CrossEncoderTeacher:
+    """A one-logit cross-encoder over a pair of texts."""
+
+    def __init__(self, base: str | Path, max_length: int = 128) -> None:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()  # "newly initialised head" is the point here, not news
+        hf_logging.disable_progress_bar()
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(str(base))
+            self.model = AutoModelForSequenceClassification.from_pretrained(str(base), num_labels=1)
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"{base}: cannot be loaded as a cross-encoder teacher ({exc})") from None
+        self.max_length = max_length
+
+    def _logits(self, first: Sequence[str], second: Sequence[str]) -> torch.Tensor:
+        features = self.tokenizer(list(first), list(second), padding=True, truncation=True,
+                                  max_length=self.max_length, return_tensors="pt")
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return self.model(**features).logits.squeeze(-1).float()
+
+    def train(self, pairs: Sequence[Pair], epochs: int = 1, batch_size: int = 32, lr: float = 2e-5,
+              seed: int = 0) -> None:
+        """Binary cross-entropy on the labelled pairs; linear warm-up over 10% of the steps, then decay."""
+        rng = random.Random(seed)
+        torch.manual_seed(seed)
+        optimizer = torch.optim.AdamW(self.model.parameters(), lr=lr)
+        steps = max(1, epochs * -(-len(pairs) // batch_size))
+        warm = max(1, steps // 10)
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / max(1, steps - warm))))
+        loss_fn = torch.nn.BCEWithLogitsLoss()
+        self.model.train()
+        with tqdm(total=steps, desc="teacher", unit="batch", disable=None, file=sys.stderr) as bar:
+            for _ in range(epochs):
+                order = list(range(len(pairs)))
+                rng.shuffle(order)
+                for start in range(0, len(order), batch_size):
+                    chosen = [pairs[i] for i in order[start:start + batch_size]]
+                    flip = [rng.random() < 0.5 for _ in chosen]  # either way round: the teacher is symmetric
+                    logits = self._logits([p.b if f else p.a for p, f in zip(chosen, flip)],
+                                          [p.a if f else p.b for p, f in zip(chosen, flip)])
+                    loss = loss_fn(logits, torch.tensor([float(p.label) for p in chosen]))
+                    optimizer.zero_grad()
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+                    optimizer.step()
+                    schedule.step()
+                    bar.update(1)
+        self.model.eval()
+
+    def label(self, pairs: Sequence[tuple[str, str]], batch_size: int = 128) -> np.ndarray:
+        """P(duplicate) of each pair: the mean of both orders' probabilities."""
+        out = np.empty(len(pairs), np.float32)
+        self.model.eval()
+        with torch.inference_mode(), tqdm(total=len(pairs), desc="labelling", unit="pair", disable=None,
+                                          file=sys.stderr) as bar:
+            for start in range(0, len(pairs), batch_size):
+                chunk = pairs[start:start + batch_size]
+                a, b = [p[0] for p in chunk], [p[1] for p in chunk]
+                both = torch.sigmoid(self._logits(a, b)) + torch.sigmoid(self._logits(b, a))
+                out[start:start + len(chunk)] = (both / 2).numpy()
+                bar.update(len(chunk))
+        return out
+
+
+def mine(pairs: Sequence[Pair], encoder: Encoder, neighbours: int = 2) -> list[tuple[str, str]]:
+    """Each training text's ``neighbours`` nearest other training texts by ``encoder``, once per
+    pair, minus the pairs already labelled (only texts of ``pairs``: never evaluation texts)."""
+    import faiss
+
+    texts = sorted({normalize(t) for p in pairs for t in (p.a, p.b)})
+    if len(texts) < 2:
+        return []
+    vectors = encoder.encode(texts, 128)
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(vectors)
+    _, found = index.search(vectors, min(len(texts), neighbours + 1))
+    seen = {frozenset((normalize(p.a), normalize(p.b))) for p in pairs}
+    out = []
+    for i, row in enumerate(found.tolist()):
+        for j in row:
+            key = frozenset((texts[i], texts[j]))
+            if j >= 0 and j != i and key not in seen:
+                seen.add(key)
+                out.append((texts[i], texts[j]))
+    return out
+
+
+def silver_pairs(pairs: Sequence[Pair], base: str | Path, encoder: Encoder, neighbours: int = 2, epochs: int = 1,
+                 seed: int = 0) -> list[Pair]:
+    """Pairs mined among the training texts and labelled by a cross-encoder trained on ``pairs``."""
+    teacher = CrossEncoderTeacher(base)
+    teacher.train(pairs, epochs, seed=seed)
+    candidates = mine(pairs, encoder, neighbours)
+    scores = teacher.label(candidates) if candidates else np.zeros(0, np.float32)
+    return [Pair(a, b, int(s > 0.5)) for (a, b), s in zip(candidates, scores)]
