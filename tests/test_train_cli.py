@@ -48,7 +48,7 @@ def test_train_writes_a_calibrated_model(lstm_model):
     assert calibration["metrics"]["accuracy"] > 0.5
     assert {"twin_lstm.json", "tokenizer.json", "model.pt", "train_log.jsonl", "twin_training.json"} <= {
         p.name for p in model.iterdir()}  # the default: the packaged WordPiece tokenizer
-    assert json.loads((model / "twin_lstm.json").read_text())["pooling"] == "max+attention"
+    assert json.loads((model / "twin_lstm.json").read_text())["pooling"] == "max"
     again = twin("train", dev, "--out", model, "--encoder", "lstm")
     assert again.exit_code == 1 and "use --force" in again.stderr
 

@@ -92,7 +92,7 @@ class LSTMTrainable(Trainable):
     MiniLM is used). ``pooling``: see ``SiameseLSTM``."""
 
     def __init__(self, texts: Sequence[str], max_seq_length: int, seed: int = 0, tokens: str = "packaged",
-                 pooling: str = "max+attention") -> None:
+                 pooling: str = "max") -> None:
         seed_everything(seed)  # the initial weights are part of "same seed, same model"
         config = {"embed_dim": 200, "hidden": 256, "out_dim": 256, "max_seq_length": max_seq_length,
                   "pooling": pooling}
