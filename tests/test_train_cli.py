@@ -132,10 +132,27 @@ def test_a_cross_encoder_teacher_adds_silver_pairs_mined_among_the_training_text
 
     train = tmp_path / "train.csv"
     write_pairs(train, train_pairs)
+    dev = tmp_path / "dev.csv"
+    write_pairs(dev, synthetic_pairs(2, 60))
     result = twin("train", train, "--out", tmp_path / "m", "--encoder", "lstm", "--teacher", "cross-encoder",
-                  "--batch-size", "16", "--max-seq-length", "16")
+                  "--batch-size", "16", "--max-seq-length", "16", "--dev", dev)
     assert result.exit_code == 0, result.output
     assert "silver pairs mined among the training texts" in result.stderr
+    assert "chosen on --dev" in result.stderr  # the teacher's own threshold, not a blind 0.5
     refused = twin("train", train, "--out", tmp_path / "m2", "--teacher", "cross-encoder", "--model", tmp_path)
     error = refused.output.strip().splitlines()[-1]  # a teacher base that is no model: one line
     assert refused.exit_code == 1 and error.startswith(f"Error: {tmp_path}") and "Traceback" not in refused.output
+
+
+def test_train_distils_a_models_cosines_into_the_lstm(tmp_path):
+    train = tmp_path / "train.csv"
+    write_pairs(train, synthetic_pairs(1, 120))
+    result = twin("train", train, "--out", tmp_path / "m", "--encoder", "lstm", "--distil-from", "packaged",
+                  "--distil-weight", "5", "--batch-size", "16", "--max-seq-length", "16")
+    assert result.exit_code == 0, result.output
+    assert "distillation: encoding" in result.stderr
+    assert json.loads((tmp_path / "m" / "twin_training.json").read_text())["config"]["distil_weight"] == 5.0
+    missing = twin("train", train, "--out", tmp_path / "m2", "--encoder", "lstm", "--distil-from", tmp_path / "nope")
+    assert missing.exit_code == 1
+    assert missing.stderr.strip() == f"Error: --distil-from {tmp_path / 'nope'}: no such model folder"
+    assert not (tmp_path / "m2").exists()

@@ -159,15 +159,16 @@ def test_metrics_match_scikit_learn():
     assert at["f1"] == pytest.approx(metrics.f1_score(labels, predicted))
 
 
-def lstm_run(tmp_path, name: str, seed: int = 0, epochs: int = 4, tokens: str = "words", pooling: str = "max"):
+def lstm_run(tmp_path, name: str, seed: int = 0, epochs: int = 4, tokens: str = "words", pooling: str = "max",
+             teacher=None, distil_weight: float = 1.0):  # noqa: ANN001 - EmbeddingTeacher
     from retrieval.training.trainer import LSTMTrainable, TrainConfig, train
 
     pairs = synthetic_pairs(seed=1, n=600)
     trainable = LSTMTrainable([t for p in pairs for t in (p.a, p.b)], max_seq_length=16, seed=seed, tokens=tokens,
                               pooling=pooling)
-    config = TrainConfig("lstm", epochs=epochs, batch_size=16, seed=seed, patience=epochs)
+    config = TrainConfig("lstm", epochs=epochs, batch_size=16, seed=seed, patience=epochs, distil_weight=distil_weight)
     summary = train(trainable, TripletBatches(pairs, batch_size=16, seed=seed), config, tmp_path / name,
-                    dev=synthetic_pairs(seed=2, n=300))
+                    dev=synthetic_pairs(seed=2, n=300), teacher=teacher)
     return summary, trainable
 
 
@@ -202,6 +203,43 @@ def test_an_lstm_on_the_packaged_wordpieces_starts_from_minilms_table_and_reload
     assert np.allclose(again.encode(texts), trained.encoder.encode(texts), atol=1e-6)
     with pytest.raises(ValueError, match="unknown pooling"):
         LSTMTrainable(["x"], 16, pooling="mean")
+
+
+def test_similarity_distillation_against_hand_computed_example():
+    from retrieval.training.losses import similarity_distillation_loss
+
+    teacher = torch.nn.functional.normalize(torch.randn(5, 8), dim=1)
+    rotation, _ = torch.linalg.qr(torch.randn(8, 8))
+    same_geometry = torch.cat([teacher @ rotation, torch.zeros(5, 4)], dim=1)  # 12-d, the same cosines
+    assert similarity_distillation_loss(same_geometry, teacher).item() == pytest.approx(0.0, abs=1e-6)
+    student = torch.tensor([[1.0, 0.0], [0.0, 1.0]])  # cosine 0 where the teacher says 0.6
+    teacher = torch.tensor([[1.0, 0.0, 0.0], [0.6, 0.8, 0.0]])
+    assert similarity_distillation_loss(student, teacher).item() == pytest.approx(0.36, abs=1e-6)
+    assert similarity_distillation_loss(student[:1], teacher[:1]).item() == 0.0
+
+
+def test_distillation_pulls_the_lstm_toward_the_teachers_cosines(tmp_path):
+    from retrieval.encoders import load_encoder
+    from retrieval.training.trainer import EmbeddingTeacher
+
+    packaged = load_encoder()
+    texts = sorted({t for p in synthetic_pairs(seed=1, n=600) for t in (p.a, p.b)})
+    teacher = EmbeddingTeacher(packaged, texts)
+    assert teacher(texts[:3]).shape == (3, packaged.dimension)
+    unseen = teacher(["a text no batch holds"])  # encoded when asked, and kept
+    assert np.allclose(unseen.numpy(), packaged.encode(["a text no batch holds"]), atol=1e-5)
+
+    probe = [t for p in synthetic_pairs(seed=3, n=60) for t in (p.a, p.b)]
+    target = packaged.encode(probe) @ packaged.encode(probe).T
+
+    def gap(trained) -> float:  # noqa: ANN001 - LSTMTrainable
+        vectors = trained.encoder.encode(probe)
+        return float(np.abs(vectors @ vectors.T - target).mean())
+
+    _, plain = lstm_run(tmp_path, "plain", epochs=2)
+    summary, distilled = lstm_run(tmp_path, "distilled", epochs=2, teacher=teacher, distil_weight=10.0)
+    assert gap(distilled) < 0.7 * gap(plain)  # it learned the teacher's cosines of unseen texts
+    assert max(e["dev_accuracy"] for e in summary["epochs"]) >= 0.8  # and still the task
 
 
 def test_same_seed_same_model(tmp_path):

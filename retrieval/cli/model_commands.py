@@ -37,18 +37,27 @@ def _pairs(path: Path, first: str, second: str, label: str, no_header: bool):  #
 
 
 def _silver(pairs: list, base: Path | None, backend: str | None, neighbours: int, epochs: int,
-            seed: int) -> list:  # Pair
+            seed: int, dev: list | None) -> list:  # Pair
     """Pairs mined among the training texts, labelled by a cross-encoder teacher trained on ``pairs``."""
     from ..encoders import packaged_model_path
     from ..training.teacher import silver_pairs
 
     if not pairs:
         raise TwinError("--teacher needs labelled pairs (triplets alone give it nothing to learn from)")
-    silver = silver_pairs(pairs, base or packaged_model_path(), _model_encoder(base, backend), neighbours, epochs,
-                          seed)
+    silver, threshold = silver_pairs(pairs, base or packaged_model_path(), _model_encoder(base, backend),
+                                     neighbours, epochs, seed, dev)
     say(f"teacher: {len(silver)} silver pairs mined among the training texts, {sum(p.label for p in silver)} "
-        "of them called duplicates")
+        f"of them called duplicates (P > {threshold:.3f}{', chosen on --dev' if dev else ''})")
     return silver
+
+
+def _distiller(source: str, backend: str | None, texts: list[str]):  # noqa: ANN202 - EmbeddingTeacher
+    """The teacher of --distil-from, with its vectors of the training texts."""
+    from ..training.trainer import EmbeddingTeacher
+
+    model = None if source == "packaged" else Path(source)
+    say(f"distillation: encoding {len(set(texts))} training texts with {source}")
+    return EmbeddingTeacher(_model_encoder(model, backend), texts)
 
 
 def _model_encoder(model: Path | None, backend: str | None):  # noqa: ANN202 - Encoder
@@ -110,6 +119,11 @@ def _model_encoder(model: Path | None, backend: str | None):  # noqa: ANN202 - E
                    "embeddings from scratch.")
 @click.option("--lstm-pooling", type=click.Choice(["max", "attention", "max+attention"]), default="max",
               show_default=True, help="lstm: how the BiLSTM's states become one vector (BENCHMARKS.md).")
+@click.option("--distil-from", type=str, default=None, metavar="MODEL|packaged",
+              help="Also learn the cosines this model gives every pair of texts in a batch (similarity "
+                   "distillation; 'packaged': the packaged MiniLM). Meant for --encoder lstm.")
+@click.option("--distil-weight", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True,
+              help="--distil-from: weight of the distillation term beside the triplet loss.")
 @pair_options
 @backend_option
 @click.option("--force", is_flag=True, help="Replace an existing model folder.")
@@ -118,14 +132,17 @@ def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epo
           objective: str, topic_batches: bool, near_miss_rows: bool, near_miss_pairs: int, first_column: str,
           second_column: str, label_column: str, no_header: bool, backend: str | None, force: bool,
           image_size: int, mirror_classes: bool, max_minutes: float | None, lstm_tokens: str,
-          lstm_pooling: str, teacher: str, silver_neighbours: int, teacher_epochs: int) -> None:
+          lstm_pooling: str, teacher: str, silver_neighbours: int, teacher_epochs: int, distil_from: str | None,
+          distil_weight: float) -> None:
     """Train a siamese encoder with triplet loss on PAIRS (or triplets), or (--encoder cnn) on a
     class tree of images, and save it to --out."""
     if out.exists() and any(out.iterdir()) and not force:
         raise TwinError(f"{out}: exists and is not empty (use --force to replace it)")
+    if distil_from not in (None, "packaged") and not Path(distil_from).is_dir():
+        raise TwinError(f"--distil-from {distil_from}: no such model folder")
     if encoder_kind == "cnn":
-        if teacher != "none":
-            raise TwinError("--teacher labels text pairs; it does not apply to --encoder cnn")
+        if teacher != "none" or distil_from:
+            raise TwinError("--teacher and --distil-from work on text pairs; they do not apply to --encoder cnn")
         from .image_commands import train_images
 
         train_images(pairs_path, out, dev, epochs, margin, lr, seed, image_size, mirror_classes, max_minutes,
@@ -150,21 +167,23 @@ def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epo
     say(f"train: {len(pairs) + len(triplets)} rows of {pairs_path} kept, {dropped} dropped for sharing a "
          f"question with the evaluation files")
     if teacher == "cross-encoder":
-        pairs = pairs + _silver(pairs, base, backend, silver_neighbours, teacher_epochs, seed)
+        pairs = pairs + _silver(pairs, base, backend, silver_neighbours, teacher_epochs, seed,
+                                dev_data.pairs if dev_data else None)
     try:
         batches = TripletBatches(pairs, triplets, batch_size, seed, near_miss_rows, near_miss_pairs)
     except ValueError as exc:
         raise TwinError(f"{pairs_path}: {exc}") from None
     config = TrainConfig(encoder_kind, epochs, batch_size, margin, lr, max_seq_length, seed,
-                         topic_batches=topic_batches)
+                         topic_batches=topic_batches, distil_weight=distil_weight)
+    texts = [t for p in pairs for t in (p.a, p.b)] + [x for t in triplets for x in t]
+    distiller = _distiller(distil_from, backend, texts) if distil_from else None
     if encoder_kind == "transformer":
         trainable = TransformerTrainable(base, max_seq_length)
     else:
-        trainable = LSTMTrainable([t for p in pairs for t in (p.a, p.b)] + [x for t in triplets for x in t],
-                                  max_seq_length, seed, lstm_tokens, lstm_pooling)
+        trainable = LSTMTrainable(texts, max_seq_length, seed, lstm_tokens, lstm_pooling)
     if out.exists() and force:
         shutil.rmtree(out)
-    summary = run(trainable, batches, config, out, dev_data.pairs if dev_data else None)
+    summary = run(trainable, batches, config, out, dev_data.pairs if dev_data else None, distiller)
     say(f"trained {encoder_kind} on {summary['pairs']} duplicate pairs in {summary['seconds']} s -> {out}")
     if dev_data:
         calibration = calibrate_model(_model_encoder(out, backend), dev_data.pairs, objective)

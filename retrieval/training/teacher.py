@@ -6,8 +6,9 @@ al., "Augmented SBERT", NAACL 2021).
    pairs, each shown either way round.
 2. ``mine``: candidate pairs among the training texts only: each text's nearest other texts by
    the base bi-encoder, minus the pairs already labelled.
-3. ``CrossEncoderTeacher.label``: P(duplicate), the mean over both orders; above 0.5 a silver
-   duplicate, else a silver non-duplicate.
+3. ``CrossEncoderTeacher.label``: P(duplicate), the mean over both orders; above the teacher's
+   threshold (its best-accuracy one on the dev pairs, or 0.5 without them) a silver duplicate,
+   else a silver non-duplicate.
 
 The product stays a bi-encoder + cosine + tau: the teacher only labels, and is not kept.
 """
@@ -120,10 +121,18 @@ def mine(pairs: Sequence[Pair], encoder: Encoder, neighbours: int = 2) -> list[t
 
 
 def silver_pairs(pairs: Sequence[Pair], base: str | Path, encoder: Encoder, neighbours: int = 2, epochs: int = 1,
-                 seed: int = 0) -> list[Pair]:
-    """Pairs mined among the training texts and labelled by a cross-encoder trained on ``pairs``."""
+                 seed: int = 0, dev: Sequence[Pair] | None = None) -> tuple[list[Pair], float]:
+    """Pairs mined among the training texts and labelled by a cross-encoder trained on ``pairs``,
+    and the teacher's threshold: the best-accuracy one on ``dev`` where given (a teacher trained
+    on few pairs is not calibrated at 0.5: on MRPC it called every mined pair a duplicate), else 0.5."""
     teacher = CrossEncoderTeacher(base)
     teacher.train(pairs, epochs, seed=seed)
+    threshold = 0.5
+    if dev:
+        from ..calibrate import best_threshold
+
+        scores = teacher.label([(p.a, p.b) for p in dev])
+        threshold = float(best_threshold(scores, np.array([p.label for p in dev]))[0])
     candidates = mine(pairs, encoder, neighbours)
     scores = teacher.label(candidates) if candidates else np.zeros(0, np.float32)
-    return [Pair(a, b, int(s > 0.5)) for (a, b), s in zip(candidates, scores)]
+    return [Pair(a, b, int(s > threshold)) for (a, b), s in zip(candidates, scores)], threshold

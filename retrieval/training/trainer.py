@@ -21,8 +21,9 @@ from ..encoders import Encoder, LSTMEncoder
 from ..encoders.lstm import build_vocab
 from ..encoders.transformer import TransformerEncoder, choose_precision
 from ..pairs import Pair
+from ..text import normalize
 from .batches import TripletBatches
-from .losses import batch_triplet_loss
+from .losses import batch_triplet_loss, similarity_distillation_loss
 
 
 @dataclass
@@ -39,6 +40,7 @@ class TrainConfig:
     warmup: float = 0.1
     patience: int = 2
     topic_batches: bool = False  #: batches of neighbouring anchors (hard in-batch negatives)
+    distil_weight: float = 1.0  #: weight of the similarity distillation term (with a teacher)
 
     def learning_rate(self) -> float:
         """The learning rate, defaulted by encoder."""
@@ -127,6 +129,27 @@ def packaged_token_embeddings() -> tuple:
     return Tokenizer.from_file(str(folder / "tokenizer.json")), table
 
 
+class EmbeddingTeacher:
+    """A fixed encoder's unit vectors of the training texts, computed once, for the distillation
+    term (``losses.similarity_distillation_loss``); a text not seen before is encoded when asked."""
+
+    def __init__(self, encoder: Encoder, texts: Sequence[str], batch_size: int = 128) -> None:
+        self.encoder, self.batch_size = encoder, batch_size
+        unique = sorted({normalize(t) for t in texts})  # as the batches hold them
+        vectors = encoder.encode(unique, batch_size) if unique else np.zeros((0, encoder.dimension), np.float32)
+        self.rows = {text: i for i, text in enumerate(unique)}
+        self.vectors = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))
+
+    def __call__(self, texts: Sequence[str]) -> torch.Tensor:
+        """(n, e) teacher vectors of ``texts``."""
+        missing = sorted({t for t in texts if t not in self.rows})
+        if missing:
+            extra = torch.from_numpy(np.ascontiguousarray(self.encoder.encode(missing, self.batch_size), np.float32))
+            self.rows.update({t: len(self.rows) + i for i, t in enumerate(missing)})
+            self.vectors = torch.cat([self.vectors, extra])
+        return self.vectors[[self.rows[t] for t in texts]]
+
+
 def seed_everything(seed: int) -> None:
     """Same seed, same data: same model."""
     random.seed(seed)
@@ -143,9 +166,10 @@ def pair_accuracy(encoder: Encoder, pairs: Sequence[Pair]) -> float:
 
 def train(
     trainable: Trainable, batches: TripletBatches, config: TrainConfig, out: Path,
-    dev: Sequence[Pair] | None = None,
+    dev: Sequence[Pair] | None = None, teacher: EmbeddingTeacher | None = None,
 ) -> dict:
-    """Train with the batch triplet loss; keep the epoch with the best dev accuracy (early stopping
+    """Train with the batch triplet loss (plus ``config.distil_weight`` x the similarity
+    distillation term where a ``teacher`` is given); keep the epoch with the best dev accuracy (early stopping
     after ``patience`` epochs without gain); save to ``out``. Returns a summary; the loss log goes
     to ``out/train_log.jsonl``."""
     seed_everything(config.seed)
@@ -168,7 +192,7 @@ def train(
             bar = tqdm(epoch_batches, total=len(epoch_batches), desc=f"epoch {epoch + 1}/{config.epochs}",
                        unit="batch", disable=None, file=sys.stderr)
             for batch in bar:
-                loss = _step(trainable, batch, config.margin)
+                loss = _step(trainable, batch, config, teacher)
                 optimizer.zero_grad()
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
@@ -202,7 +226,8 @@ def train(
     return summary
 
 
-def _step(trainable: Trainable, batch, margin: float) -> torch.Tensor:  # noqa: ANN001 - Batch
+def _step(trainable: Trainable, batch, config: TrainConfig,  # noqa: ANN001 - Batch
+          teacher: EmbeddingTeacher | None) -> torch.Tensor:
     pair_texts = [t for pair in batch.near_misses for t in pair]
     texts = batch.anchors + batch.positives + batch.negatives + pair_texts
     vectors = trainable.embed(texts)
@@ -211,7 +236,11 @@ def _step(trainable: Trainable, batch, margin: float) -> torch.Tensor:  # noqa: 
     candidates = vectors[n : len(texts) - m]
     near = vectors[len(texts) - m :]
     near_scores = (near[0::2] * near[1::2]).sum(dim=1) if m else None
-    return batch_triplet_loss(vectors[:n], candidates, groups[:n], groups[n:], margin, near_scores, margin / 3)
+    margin = config.margin
+    loss = batch_triplet_loss(vectors[:n], candidates, groups[:n], groups[n:], margin, near_scores, margin / 3)
+    if teacher is not None:
+        loss = loss + config.distil_weight * similarity_distillation_loss(vectors, teacher(texts))
+    return loss
 
 
 class _InMemoryTransformer(Encoder):
