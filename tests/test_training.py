@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -100,6 +101,20 @@ def test_topic_batches_hold_neighbouring_anchors():
     assert len(batches) == 2
     for batch in batches:
         assert len({t.startswith("cat") for t in batch.anchors}) == 1  # one topic a batch
+
+
+def test_silver_duplicates_that_would_chain_large_groups_are_left_out():
+    from retrieval.training.teacher import bounded
+
+    gold = [Pair("a1?", "a2?", 1), Pair("a2?", "a3?", 1), Pair("b1?", "b2?", 0)]
+    chain = [Pair(f"s{i}?", f"s{i + 1}?", 1) for i in range(10)]  # s0 ~ s1 ~ ... ~ s10: one group of 11
+    silver = [Pair("a3?", "a4?", 1), Pair("a4?", "x?", 0), *chain, Pair("a1?", "s0?", 1)]
+    kept = bounded(silver, gold, largest=4)
+    assert Pair("a3?", "a4?", 1) in kept and Pair("a4?", "x?", 0) in kept  # gold group grows to 4; negatives stay
+    assert [p for p in kept if p in chain] == [p for i, p in enumerate(chain) if i not in (3, 7)]  # cut in 4s
+    assert Pair("a1?", "s0?", 1) not in kept  # joining two groups of 4 would make 8
+    batches = TripletBatches(gold + kept, batch_size=2)
+    assert max(Counter(batches.group.values()).values()) <= 4
 
 
 def test_too_few_duplicate_pairs():

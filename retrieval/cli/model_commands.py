@@ -44,11 +44,12 @@ def _silver(pairs: list, base: Path | None, backend: str | None, neighbours: int
 
     if not pairs:
         raise TwinError("--teacher needs labelled pairs (triplets alone give it nothing to learn from)")
-    silver, threshold = silver_pairs(pairs, base or packaged_model_path(), _model_encoder(base, backend),
-                                     neighbours, epochs, seed, dev)
-    say(f"teacher: {len(silver)} silver pairs mined among the training texts, {sum(p.label for p in silver)} "
-        f"of them called duplicates (P > {threshold:.3f}{', chosen on --dev' if dev else ''})")
-    return silver
+    silver = silver_pairs(pairs, base or packaged_model_path(), _model_encoder(base, backend), neighbours, epochs,
+                          seed, dev)
+    say(f"teacher: {len(silver.pairs)} silver pairs mined among the training texts, "
+        f"{sum(p.label for p in silver.pairs)} of them called duplicates (P > {silver.threshold:.3f}"
+        f"{', chosen on --dev' if dev else ''}; {silver.left_out} more left out for chaining groups)")
+    return silver.pairs
 
 
 def _distiller(source: str, backend: str | None, texts: list[str]):  # noqa: ANN202 - EmbeddingTeacher

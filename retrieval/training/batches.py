@@ -48,10 +48,12 @@ class Groups:
 
     def __init__(self) -> None:
         self._parent: dict[str, str] = {}
+        self._size: dict[str, int] = {}
 
     def find(self, text: str) -> str:
         """The representative of ``text``'s group."""
-        self._parent.setdefault(text, text)
+        if text not in self._parent:
+            self._parent[text], self._size[text] = text, 1
         root = text
         while self._parent[root] != root:
             root = self._parent[root]
@@ -61,7 +63,15 @@ class Groups:
 
     def union(self, a: str, b: str) -> None:
         """Put ``a`` and ``b`` in one group."""
-        self._parent[self.find(a)] = self.find(b)
+        root_a, root_b = self.find(a), self.find(b)
+        if root_a != root_b:
+            self._parent[root_a] = root_b
+            self._size[root_b] += self._size.pop(root_a)
+
+    def size_if_joined(self, a: str, b: str) -> int:
+        """How many texts the group of ``a`` and ``b`` would hold after ``union(a, b)``."""
+        root_a, root_b = self.find(a), self.find(b)
+        return self._size[root_a] + (self._size[root_b] if root_b != root_a else 0)
 
     def ids(self) -> dict[str, int]:
         """A dense group id for every text seen."""
