@@ -5,7 +5,8 @@
    drops them), with binary cross-entropy; its own dev accuracy and AP are reported.
 2. Candidate pairs are mined among the *training* questions only (never dev): each question's
    ``--neighbours`` nearest other training questions by the packaged bi-encoder.
-3. The teacher labels them (duplicate when its probability > 0.5): silver pairs.
+3. The teacher labels them (duplicate when its probability > its best-accuracy threshold on dev):
+   silver pairs; silver duplicates that would chain groups past 8 texts are left out.
 4. `twin train` trains the bi-encoder on gold + silver pairs, `--dev` as usual, and `twin eval`
    and `twin eval-retrieval` measure it on dev, beside the gold-only run's figures.
 
@@ -36,8 +37,8 @@ from reproduce_eval import clean_glue_sample, twin  # noqa: E402
 from retrieval.calibrate import best_threshold  # noqa: E402
 from retrieval.encoders import load_encoder, packaged_model_path  # noqa: E402
 from retrieval.evaluate import average_precision  # noqa: E402
-from retrieval.pairs import drop_leaks, read_labelled  # noqa: E402
-from retrieval.training.teacher import CrossEncoderTeacher, mine  # noqa: E402
+from retrieval.pairs import Pair, drop_leaks, read_labelled  # noqa: E402
+from retrieval.training.teacher import CrossEncoderTeacher, bounded, mine  # noqa: E402
 
 
 def write_pairs(rows: list[tuple[str, str, int]], path: Path) -> None:
@@ -53,7 +54,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench-out" / "teacher")
     parser.add_argument("--epochs", type=int, default=1, help="cross-encoder epochs")
     parser.add_argument("--neighbours", type=int, default=2, help="candidates mined a training question")
-    parser.add_argument("--threshold", type=float, default=0.5, help="silver duplicate when P > this")
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="silver duplicate when P > this (default: the teacher's best-accuracy one on dev)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
@@ -72,15 +74,19 @@ def main() -> None:
     facts["teacher_train_s"] = round(time.perf_counter() - started, 1)
     scores = teacher.label([(p.a, p.b) for p in dev.pairs])  # the teacher alone, for the record
     labels = np.array([p.label for p in dev.pairs])
-    facts["teacher_dev"] = {"accuracy": best_threshold(scores, labels)[1],
-                            "average_precision": average_precision(scores, labels)}
+    threshold, accuracy = best_threshold(scores, labels)
+    threshold = args.threshold if args.threshold is not None else float(threshold)
+    facts["teacher_dev"] = {"accuracy": accuracy, "average_precision": average_precision(scores, labels),
+                            "threshold": threshold}
     print(f"teacher on dev: {facts['teacher_dev']}", flush=True)
 
     started = time.perf_counter()
     candidates = mine(gold, load_encoder(), args.neighbours)
     print(f"mined {len(candidates):,} candidate pairs among the training questions", flush=True)
     silver_scores = teacher.label(candidates)
-    silver = [(a, b, int(s > args.threshold)) for (a, b), s in zip(candidates, silver_scores)]
+    labelled = [Pair(a, b, int(s > threshold)) for (a, b), s in zip(candidates, silver_scores)]
+    silver = [(p.a, p.b, p.label) for p in bounded(labelled, gold)]
+    facts["silver_left_out"] = len(labelled) - len(silver)
     facts["silver_pairs"] = len(silver)
     facts["silver_duplicates"] = int(sum(r[2] for r in silver))
     facts["label_s"] = round(time.perf_counter() - started, 1)
