@@ -38,6 +38,7 @@ def lstm_model(tmp_path_factory):
                   "--batch-size", "16", "--max-seq-length", "16")
     assert result.exit_code == 0, result.output
     assert f"{len(train_pairs) - leaking} rows of {train} kept, {leaking} dropped" in result.stderr
+    assert "distillation: encoding" in result.stderr and "silver" not in result.stderr  # the LSTM's defaults
     return folder / "model", dev, result
 
 
@@ -134,11 +135,11 @@ def test_a_cross_encoder_teacher_adds_silver_pairs_mined_among_the_training_text
     write_pairs(train, train_pairs)
     dev = tmp_path / "dev.csv"
     write_pairs(dev, synthetic_pairs(2, 60))
-    result = twin("train", train, "--out", tmp_path / "m", "--encoder", "lstm", "--teacher", "cross-encoder",
-                  "--batch-size", "16", "--max-seq-length", "16", "--dev", dev)
+    result = twin("train", train, "--out", tmp_path / "m", "--batch-size", "16", "--max-seq-length", "16",
+                  "--dev", dev, "--teacher-epochs", "1")  # the transformer's default: the teacher on (auto)
     assert result.exit_code == 0, result.output
-    assert "silver pairs mined among the training texts" in result.stderr
-    assert "chosen on --dev" in result.stderr  # the teacher's own threshold, not a blind 0.5
+    assert "silver pairs mined among the training texts" in result.stderr and "distillation" not in result.stderr
+    assert "chosen on --dev, where the teacher scores" in result.stderr  # its own threshold, not a blind 0.5
     refused = twin("train", train, "--out", tmp_path / "m2", "--teacher", "cross-encoder", "--model", tmp_path)
     error = refused.output.strip().splitlines()[-1]  # a teacher base that is no model: one line
     assert refused.exit_code == 1 and error.startswith(f"Error: {tmp_path}") and "Traceback" not in refused.output
@@ -156,3 +157,5 @@ def test_train_distils_a_models_cosines_into_the_lstm(tmp_path):
     assert missing.exit_code == 1
     assert missing.stderr.strip() == f"Error: --distil-from {tmp_path / 'nope'}: no such model folder"
     assert not (tmp_path / "m2").exists()
+    cnn = twin("train", train, "--out", tmp_path / "m3", "--encoder", "cnn", "--distil-from", "packaged")
+    assert cnn.exit_code == 1 and cnn.stderr.strip().endswith("they do not apply to --encoder cnn")

@@ -48,7 +48,8 @@ def _silver(pairs: list, base: Path | None, backend: str | None, neighbours: int
                           seed, dev)
     say(f"teacher: {len(silver.pairs)} silver pairs mined among the training texts, "
         f"{sum(p.label for p in silver.pairs)} of them called duplicates (P > {silver.threshold:.3f}"
-        f"{', chosen on --dev' if dev else ''}; {silver.left_out} more left out for chaining groups)")
+        f"{f', chosen on --dev, where the teacher scores {silver.dev_accuracy:.4f}' if dev else ''}; "
+        f"{silver.left_out} more left out for chaining groups)")
     return silver.pairs
 
 
@@ -106,25 +107,28 @@ def _model_encoder(model: Path | None, backend: str | None):  # noqa: ANN202 - E
               help="Also train on each labelled non-duplicate as anchor = positive (dropout view) vs its partner.")
 @click.option("--near-miss-pairs", type=click.IntRange(0), default=32, show_default=True,
               help="Labelled non-duplicate pairs sampled into each batch for the quadruplet term (0: off).")
-@click.option("--teacher", type=click.Choice(["none", "cross-encoder"]), default="none", show_default=True,
+@click.option("--teacher", type=click.Choice(["auto", "none", "cross-encoder"]), default="auto", show_default=True,
               help="cross-encoder: first train a cross-encoder from the base model on PAIRS, let it label pairs "
-                   "mined among the training texts (--silver-neighbours a text), and train on gold + silver "
-                   "(QQP dev: accuracy 0.813 vs 0.801, AP 0.875 vs 0.863, about 5x the time; BENCHMARKS.md).")
+                   "mined among the training texts (--silver-neighbours a text; its threshold chosen on --dev), "
+                   "and train on gold + silver (QQP dev: accuracy 0.818 vs 0.801, AP 0.877 vs 0.863, 37 min vs "
+                   "5 on 2 cores; BENCHMARKS.md). auto: cross-encoder for --encoder transformer on labelled "
+                   "pairs, none otherwise.")
 @click.option("--silver-neighbours", type=click.IntRange(1, 50), default=2, show_default=True,
               help="--teacher: candidate pairs mined a training text (its nearest others by the base model).")
-@click.option("--teacher-epochs", type=click.IntRange(1), default=1, show_default=True,
-              help="--teacher: passes of the cross-encoder over PAIRS.")
+@click.option("--teacher-epochs", type=click.IntRange(1), default=3, show_default=True,
+              help="--teacher: passes of the cross-encoder over PAIRS (3 beat 1 on QQP and MRPC).")
 @click.option("--lstm-tokens", type=click.Choice(["words", "packaged"]), default="packaged", show_default=True,
               help="lstm: the packaged MiniLM's WordPiece tokenizer with its token embeddings as the start "
                    "(QQP dev accuracy 0.764 vs 0.734), or words with a vocabulary of the training texts and "
                    "embeddings from scratch.")
 @click.option("--lstm-pooling", type=click.Choice(["max", "attention", "max+attention"]), default="max",
               show_default=True, help="lstm: how the BiLSTM's states become one vector (BENCHMARKS.md).")
-@click.option("--distil-from", type=str, default=None, metavar="MODEL|packaged",
+@click.option("--distil-from", type=str, default="auto", show_default=True, metavar="MODEL|packaged|none|auto",
               help="Also learn the cosines this model gives every pair of texts in a batch (similarity "
-                   "distillation; 'packaged': the packaged MiniLM). Meant for --encoder lstm.")
-@click.option("--distil-weight", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True,
-              help="--distil-from: weight of the distillation term beside the triplet loss.")
+                   "distillation; 'packaged': the packaged MiniLM). auto: packaged for --encoder lstm (QQP dev "
+                   "recall@1 0.627 vs 0.575), none for the transformer.")
+@click.option("--distil-weight", type=click.FloatRange(0, min_open=True), default=10.0, show_default=True,
+              help="--distil-from: weight of the distillation term beside the triplet loss (10 beat 1 on QQP).")
 @pair_options
 @backend_option
 @click.option("--force", is_flag=True, help="Replace an existing model folder.")
@@ -133,16 +137,16 @@ def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epo
           objective: str, topic_batches: bool, near_miss_rows: bool, near_miss_pairs: int, first_column: str,
           second_column: str, label_column: str, no_header: bool, backend: str | None, force: bool,
           image_size: int, mirror_classes: bool, max_minutes: float | None, lstm_tokens: str,
-          lstm_pooling: str, teacher: str, silver_neighbours: int, teacher_epochs: int, distil_from: str | None,
+          lstm_pooling: str, teacher: str, silver_neighbours: int, teacher_epochs: int, distil_from: str,
           distil_weight: float) -> None:
     """Train a siamese encoder with triplet loss on PAIRS (or triplets), or (--encoder cnn) on a
     class tree of images, and save it to --out."""
     if out.exists() and any(out.iterdir()) and not force:
         raise TwinError(f"{out}: exists and is not empty (use --force to replace it)")
-    if distil_from not in (None, "packaged") and not Path(distil_from).is_dir():
+    if distil_from not in ("auto", "none", "packaged") and not Path(distil_from).is_dir():
         raise TwinError(f"--distil-from {distil_from}: no such model folder")
     if encoder_kind == "cnn":
-        if teacher != "none" or distil_from:
+        if teacher not in ("auto", "none") or distil_from not in ("auto", "none"):
             raise TwinError("--teacher and --distil-from work on text pairs; they do not apply to --encoder cnn")
         from .image_commands import train_images
 
@@ -167,6 +171,10 @@ def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epo
     dropped += len(data.triplets) - len(triplets)
     say(f"train: {len(pairs) + len(triplets)} rows of {pairs_path} kept, {dropped} dropped for sharing a "
          f"question with the evaluation files")
+    if teacher == "auto":
+        teacher = "cross-encoder" if encoder_kind == "transformer" and any(p.label for p in pairs) else "none"
+    if distil_from == "auto":
+        distil_from = "packaged" if encoder_kind == "lstm" else "none"
     if teacher == "cross-encoder":
         pairs = pairs + _silver(pairs, base, backend, silver_neighbours, teacher_epochs, seed,
                                 dev_data.pairs if dev_data else None)
@@ -177,7 +185,7 @@ def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epo
     config = TrainConfig(encoder_kind, epochs, batch_size, margin, lr, max_seq_length, seed,
                          topic_batches=topic_batches, distil_weight=distil_weight)
     texts = [t for p in pairs for t in (p.a, p.b)] + [x for t in triplets for x in t]
-    distiller = _distiller(distil_from, backend, texts) if distil_from else None
+    distiller = _distiller(distil_from, backend, texts) if distil_from != "none" else None
     if encoder_kind == "transformer":
         trainable = TransformerTrainable(base, max_seq_length)
     else:

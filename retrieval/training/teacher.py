@@ -124,11 +124,13 @@ def mine(pairs: Sequence[Pair], encoder: Encoder, neighbours: int = 2) -> list[t
 
 @dataclass
 class Silver:
-    """What the teacher labelled: the pairs kept, its threshold, and the duplicates left out."""
+    """What the teacher labelled: the pairs kept, its threshold (and its accuracy there on the dev
+    pairs, where given), and the duplicates left out."""
 
     pairs: list[Pair]
     threshold: float
     left_out: int
+    dev_accuracy: float | None = None
 
 
 def silver_pairs(pairs: Sequence[Pair], base: str | Path, encoder: Encoder, neighbours: int = 2, epochs: int = 1,
@@ -138,17 +140,17 @@ def silver_pairs(pairs: Sequence[Pair], base: str | Path, encoder: Encoder, neig
     on few pairs is not calibrated at 0.5: on MRPC it called every mined pair a duplicate), else 0.5."""
     teacher = CrossEncoderTeacher(base)
     teacher.train(pairs, epochs, seed=seed)
-    threshold = 0.5
+    threshold, accuracy = 0.5, None
     if dev:
         from ..calibrate import best_threshold
 
         scores = teacher.label([(p.a, p.b) for p in dev])
-        threshold = float(best_threshold(scores, np.array([p.label for p in dev]))[0])
+        threshold, accuracy = map(float, best_threshold(scores, np.array([p.label for p in dev])))
     candidates = mine(pairs, encoder, neighbours)
     scores = teacher.label(candidates) if candidates else np.zeros(0, np.float32)
     silver = [Pair(a, b, int(s > threshold)) for (a, b), s in zip(candidates, scores)]
     kept = bounded(silver, pairs)
-    return Silver(kept, threshold, len(silver) - len(kept))
+    return Silver(kept, threshold, len(silver) - len(kept), accuracy)
 
 
 def bounded(silver: Sequence[Pair], gold: Sequence[Pair], largest: int = 8) -> list[Pair]:
