@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from ..errors import TwinError
+from ..training.recipe import DISTIL_WEIGHT, TEACHER_EPOCHS
 from .group import cli
 from .options import backend_option, say, wait_option
 
@@ -115,7 +116,7 @@ def _model_encoder(model: Path | None, backend: str | None):  # noqa: ANN202 - E
                    "pairs, none otherwise.")
 @click.option("--silver-neighbours", type=click.IntRange(1, 50), default=2, show_default=True,
               help="--teacher: candidate pairs mined a training text (its nearest others by the base model).")
-@click.option("--teacher-epochs", type=click.IntRange(1), default=3, show_default=True,
+@click.option("--teacher-epochs", type=click.IntRange(1), default=TEACHER_EPOCHS, show_default=True,
               help="--teacher: passes of the cross-encoder over PAIRS (3 beat 1 on QQP and MRPC).")
 @click.option("--lstm-tokens", type=click.Choice(["words", "packaged"]), default="packaged", show_default=True,
               help="lstm: the packaged MiniLM's WordPiece tokenizer with its token embeddings as the start "
@@ -127,7 +128,7 @@ def _model_encoder(model: Path | None, backend: str | None):  # noqa: ANN202 - E
               help="Also learn the cosines this model gives every pair of texts in a batch (similarity "
                    "distillation; 'packaged': the packaged MiniLM). auto: packaged for --encoder lstm (QQP dev "
                    "recall@1 0.627 vs 0.575), none for the transformer.")
-@click.option("--distil-weight", type=click.FloatRange(0, min_open=True), default=10.0, show_default=True,
+@click.option("--distil-weight", type=click.FloatRange(0, min_open=True), default=DISTIL_WEIGHT, show_default=True,
               help="--distil-from: weight of the distillation term beside the triplet loss (10 beat 1 on QQP).")
 @pair_options
 @backend_option

@@ -30,6 +30,7 @@ from ..encoders import Encoder
 from ..errors import ModelError
 from ..pairs import Pair
 from ..text import normalize
+from .recipe import TEACHER_EPOCHS
 
 
 class CrossEncoderTeacher:
@@ -133,8 +134,8 @@ class Silver:
     dev_accuracy: float | None = None
 
 
-def silver_pairs(pairs: Sequence[Pair], base: str | Path, encoder: Encoder, neighbours: int = 2, epochs: int = 1,
-                 seed: int = 0, dev: Sequence[Pair] | None = None) -> Silver:
+def silver_pairs(pairs: Sequence[Pair], base: str | Path, encoder: Encoder, neighbours: int = 2,
+                 epochs: int = TEACHER_EPOCHS, seed: int = 0, dev: Sequence[Pair] | None = None) -> Silver:
     """Pairs mined among the training texts and labelled by a cross-encoder trained on ``pairs``,
     and the teacher's threshold: the best-accuracy one on ``dev`` where given (a teacher trained
     on few pairs is not calibrated at 0.5: on MRPC it called every mined pair a duplicate), else 0.5."""

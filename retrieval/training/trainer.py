@@ -24,6 +24,7 @@ from ..pairs import Pair
 from ..text import normalize
 from .batches import TripletBatches
 from .losses import batch_triplet_loss, similarity_distillation_loss
+from .recipe import DISTIL_WEIGHT
 
 
 @dataclass
@@ -40,7 +41,7 @@ class TrainConfig:
     warmup: float = 0.1
     patience: int = 2
     topic_batches: bool = False  #: batches of neighbouring anchors (hard in-batch negatives)
-    distil_weight: float = 1.0  #: weight of the similarity distillation term (with a teacher)
+    distil_weight: float = DISTIL_WEIGHT  #: weight of the similarity distillation term (with a teacher)
 
     def learning_rate(self) -> float:
         """The learning rate, defaulted by encoder."""
