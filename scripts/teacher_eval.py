@@ -95,7 +95,7 @@ def main() -> None:
 
     student = args.out / "student"
     started = time.perf_counter()
-    twin("train", augmented, "--out", student, "--dev", dev_path, "--force")
+    twin("train", augmented, "--out", student, "--dev", dev_path, "--teacher", "none", "--force")
     facts["student_train_s"] = round(time.perf_counter() - started, 1)
     facts["student_dev"] = json.loads(twin("eval", dev_path, "--model", student, "--json"))
     facts["student_retrieval"] = json.loads(twin("eval-retrieval", dev_path, "--model", student, "--json"))
