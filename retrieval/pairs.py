@@ -41,6 +41,7 @@ class Pair:
     b: str
     label: int
     line: int = 0
+    score: float | None = None  #: a teacher's P(duplicate), where a teacher labelled the pair
 
 
 @dataclass

@@ -136,8 +136,9 @@ def test_a_cross_encoder_teacher_adds_silver_pairs_mined_among_the_training_text
     dev = tmp_path / "dev.csv"
     write_pairs(dev, synthetic_pairs(2, 60))
     result = twin("train", train, "--out", tmp_path / "m", "--batch-size", "16", "--max-seq-length", "16",
-                  "--dev", dev, "--teacher-epochs", "1")  # the transformer's default: the teacher on (auto)
+                  "--dev", dev, "--teacher-epochs", "1", "--margin-mse", "1")  # the teacher on by default (auto)
     assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "m" / "twin_training.json").read_text())["config"]["margin_mse"] == 1.0
     assert "silver pairs mined among the training texts" in result.stderr and "distillation" not in result.stderr
     assert "chosen on --dev, where the teacher scores" in result.stderr  # its own threshold, not a blind 0.5
     refused = twin("train", train, "--out", tmp_path / "m2", "--teacher", "cross-encoder", "--model", tmp_path)

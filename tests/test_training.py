@@ -257,6 +257,45 @@ def test_distillation_pulls_the_lstm_toward_the_teachers_cosines(tmp_path):
     assert max(e["dev_accuracy"] for e in summary["epochs"]) >= 0.8  # and still the task
 
 
+def test_margin_mse_against_hand_computed_example():
+    from retrieval.training.losses import margin_mse_loss
+
+    student, teacher = torch.tensor([0.5, 0.2]), torch.tensor([0.7, 0.2])
+    assert margin_mse_loss(student, teacher).item() == pytest.approx(0.02, abs=1e-7)  # (0.2^2 + 0) / 2
+    assert margin_mse_loss(student[:0], teacher[:0]).item() == 0.0
+
+
+def test_margin_term_compares_each_rows_cosine_gap_with_the_teachers():
+    from retrieval.training.trainer import _margin_term
+
+    anchors = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    positives = torch.tensor([[0.8, 0.6], [0.0, 1.0]])
+    negatives = torch.tensor([[0.6, 0.8], [1.0, 0.0]])
+    # row 0: the anchor's negative 0, gap 0.8 - 0.6 = 0.2, teacher 0.5; row 1: the positive's negative 1, gap 1 - 0
+    loss = _margin_term(anchors, positives, negatives, [(0, 0, False, 0.5), (1, 1, True, 1.0)])
+    assert loss.item() == pytest.approx((0.3**2 + 0.0) / 2, abs=1e-6)
+
+
+def test_batches_carry_the_teachers_margins_of_their_triplets():
+    gold = [Pair("q a", "q b", 1), Pair("q c", "q d", 1), Pair("q e", "q f", 1), Pair("q e", "q z", 0)]
+    silver = [Pair("q a", "q x", 0, score=0.3), Pair("q d", "q y", 0, score=0.1), Pair("q c", "q w", 1, score=0.8)]
+    batches = TripletBatches(gold + silver, batch_size=3, seed=0)
+    seen = 0
+    for epoch in range(4):
+        for batch in batches.epoch(epoch):
+            assert len({row for row, *_ in batch.scored}) == len(batch.scored)
+            for row, j, of_positive, margin in batch.scored:
+                a, b, n = batch.anchors[row], batch.positives[row], batch.negatives[j]
+                x = b if of_positive else a
+                assert margin == pytest.approx(batches.scores[frozenset((a, b))] - batches.scores[frozenset((x, n))])
+                assert n in batches.hard[x]
+                seen += 1
+    assert seen >= 4  # every row with a negative has both pairs scored here (gold pairs: their labels)
+    assert batches.scores[frozenset(("q c", "q w"))] == 0.8 and batches.scores[frozenset(("q e", "q z"))] == 0.0
+    plain = TripletBatches(gold + [Pair(p.a, p.b, p.label) for p in silver], batch_size=3, seed=0)
+    assert all(not batch.scored for batch in plain.epoch(0))  # no teacher, no margin term
+
+
 def test_same_seed_same_model(tmp_path):
     _, first = lstm_run(tmp_path, "a", seed=7, epochs=1)
     _, second = lstm_run(tmp_path, "b", seed=7, epochs=1)

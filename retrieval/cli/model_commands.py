@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from ..errors import TwinError
-from ..training.recipe import DISTIL_WEIGHT, TEACHER_EPOCHS
+from ..training.recipe import DISTIL_WEIGHT, MARGIN_MSE_WEIGHT, TEACHER_EPOCHS
 from .group import cli
 from .options import backend_option, say, wait_option
 
@@ -118,6 +118,9 @@ def _model_encoder(model: Path | None, backend: str | None):  # noqa: ANN202 - E
               help="--teacher: candidate pairs mined a training text (its nearest others by the base model).")
 @click.option("--teacher-epochs", type=click.IntRange(1), default=TEACHER_EPOCHS, show_default=True,
               help="--teacher: passes of the cross-encoder over PAIRS (3 beat 1 on QQP and MRPC).")
+@click.option("--margin-mse", type=click.FloatRange(0), default=MARGIN_MSE_WEIGHT, show_default=True,
+              help="--teacher: weight of the margin-MSE term, which asks a triplet's cosine gap s(a, p) - s(a, n) "
+                   "to equal the teacher's P(duplicate) gap (gold pairs: their labels); 0: off.")
 @click.option("--lstm-tokens", type=click.Choice(["words", "packaged"]), default="packaged", show_default=True,
               help="lstm: the packaged MiniLM's WordPiece tokenizer with its token embeddings as the start "
                    "(QQP dev accuracy 0.764 vs 0.734), or words with a vocabulary of the training texts and "
@@ -138,8 +141,8 @@ def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epo
           objective: str, topic_batches: bool, near_miss_rows: bool, near_miss_pairs: int, first_column: str,
           second_column: str, label_column: str, no_header: bool, backend: str | None, force: bool,
           image_size: int, mirror_classes: bool, max_minutes: float | None, lstm_tokens: str,
-          lstm_pooling: str, teacher: str, silver_neighbours: int, teacher_epochs: int, distil_from: str,
-          distil_weight: float) -> None:
+          lstm_pooling: str, teacher: str, silver_neighbours: int, teacher_epochs: int, margin_mse: float,
+          distil_from: str, distil_weight: float) -> None:
     """Train a siamese encoder with triplet loss on PAIRS (or triplets), or (--encoder cnn) on a
     class tree of images, and save it to --out."""
     if out.exists() and any(out.iterdir()) and not force:
@@ -184,7 +187,7 @@ def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epo
     except ValueError as exc:
         raise TwinError(f"{pairs_path}: {exc}") from None
     config = TrainConfig(encoder_kind, epochs, batch_size, margin, lr, max_seq_length, seed,
-                         topic_batches=topic_batches, distil_weight=distil_weight)
+                         topic_batches=topic_batches, distil_weight=distil_weight, margin_mse=margin_mse)
     texts = [t for p in pairs for t in (p.a, p.b)] + [x for t in triplets for x in t]
     distiller = _distiller(distil_from, backend, texts) if distil_from != "none" else None
     if encoder_kind == "transformer":

@@ -22,7 +22,7 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -41,6 +41,9 @@ class Batch:
     positive_groups: list[int]
     negative_groups: list[int]
     near_misses: list[tuple[str, str]]  #: labelled non-duplicate pairs for the quadruplet term
+    #: (row, negative, whether the negative is the positive's rather than the anchor's, the teacher's
+    #: margin t(x, p) - t(x, n)) for the margin-MSE term, where a teacher scored both pairs
+    scored: list[tuple[int, int, bool, float]] = field(default_factory=list)
 
 
 class Groups:
@@ -91,6 +94,7 @@ class TripletBatches:
         self.duplicates: list[tuple[str, str]] = []
         self.near_misses: list[tuple[str, str]] = []
         self.hard: dict[str, list[str]] = defaultdict(list)
+        self.scores = _teacher_scores(pairs)
         for p in pairs:
             a, b = normalize(p.a), normalize(p.b)
             groups.find(a), groups.find(b)
@@ -166,15 +170,35 @@ class TripletBatches:
         return taken, rest
 
     def _batch(self, rows: list[tuple], rng: random.Random) -> Batch:
-        negatives = []
-        for a, b, negative in rows:
-            options = [negative] if negative else self.hard.get(a, []) + self.hard.get(b, [])
+        negatives, scored = [], []
+        for row, (a, b, negative) in enumerate(rows):
+            options = ([(a, negative)] if negative else
+                       [(a, n) for n in self.hard.get(a, [])] + [(b, n) for n in self.hard.get(b, [])])
             if options:
-                negatives.append(rng.choice(options))
+                x, n = rng.choice(options)
+                negatives.append(n)
+                margin = self._margin(a, b, x, n)
+                if margin is not None:
+                    scored.append((row, len(negatives) - 1, x != a, margin))
         return Batch(
             anchors=[r[0] for r in rows], positives=[r[1] for r in rows], negatives=negatives,
             anchor_groups=[self.group[r[0]] for r in rows], positive_groups=[self.group[r[1]] for r in rows],
             negative_groups=[self.group[n] for n in negatives],
             near_misses=rng.sample(self.labelled_near_misses,
                                    min(self.near_miss_pairs, len(self.labelled_near_misses))),
+            scored=scored,
         )
+
+    def _margin(self, a: str, b: str, x: str, n: str) -> float | None:
+        """The teacher's t(x, p) - t(x, n) for the row (a, b) and x's negative n, where both are known."""
+        positive, negative = self.scores.get(frozenset((a, b))), self.scores.get(frozenset((x, n)))
+        return None if positive is None or negative is None else positive - negative
+
+
+def _teacher_scores(pairs: Sequence[Pair]) -> dict[frozenset[str], float]:
+    """P(duplicate) of each labelled pair where a teacher scored some of them (silver pairs carry
+    its score; a gold pair's label is its score), else nothing: no teacher, no margin-MSE term."""
+    if all(p.score is None for p in pairs):
+        return {}
+    return {frozenset((normalize(p.a), normalize(p.b))): float(p.label if p.score is None else p.score)
+            for p in pairs}

@@ -149,7 +149,7 @@ def silver_pairs(pairs: Sequence[Pair], base: str | Path, encoder: Encoder, neig
         threshold, accuracy = map(float, best_threshold(scores, np.array([p.label for p in dev])))
     candidates = mine(pairs, encoder, neighbours)
     scores = teacher.label(candidates) if candidates else np.zeros(0, np.float32)
-    silver = [Pair(a, b, int(s > threshold)) for (a, b), s in zip(candidates, scores)]
+    silver = [Pair(a, b, int(s > threshold), score=float(s)) for (a, b), s in zip(candidates, scores)]
     kept = bounded(silver, pairs)
     return Silver(kept, threshold, len(silver) - len(kept), accuracy)
 

@@ -23,8 +23,8 @@ from ..encoders.transformer import TransformerEncoder, choose_precision
 from ..pairs import Pair
 from ..text import normalize
 from .batches import TripletBatches
-from .losses import batch_triplet_loss, similarity_distillation_loss
-from .recipe import DISTIL_WEIGHT
+from .losses import batch_triplet_loss, margin_mse_loss, similarity_distillation_loss
+from .recipe import DISTIL_WEIGHT, MARGIN_MSE_WEIGHT
 
 
 @dataclass
@@ -42,6 +42,7 @@ class TrainConfig:
     patience: int = 2
     topic_batches: bool = False  #: batches of neighbouring anchors (hard in-batch negatives)
     distil_weight: float = DISTIL_WEIGHT  #: weight of the similarity distillation term (with a teacher)
+    margin_mse: float = MARGIN_MSE_WEIGHT  #: weight of the margin-MSE term (on pairs a teacher scored)
 
     def learning_rate(self) -> float:
         """The learning rate, defaulted by encoder."""
@@ -170,7 +171,8 @@ def train(
     dev: Sequence[Pair] | None = None, teacher: EmbeddingTeacher | None = None,
 ) -> dict:
     """Train with the batch triplet loss (plus ``config.distil_weight`` x the similarity
-    distillation term where a ``teacher`` is given); keep the epoch with the best dev accuracy (early stopping
+    distillation term where a ``teacher`` is given, and ``config.margin_mse`` x the margin-MSE term
+    where a cross-encoder scored the pairs); keep the epoch with the best dev accuracy (early stopping
     after ``patience`` epochs without gain); save to ``out``. Returns a summary; the loss log goes
     to ``out/train_log.jsonl``."""
     seed_everything(config.seed)
@@ -239,9 +241,22 @@ def _step(trainable: Trainable, batch, config: TrainConfig,  # noqa: ANN001 - Ba
     near_scores = (near[0::2] * near[1::2]).sum(dim=1) if m else None
     margin = config.margin
     loss = batch_triplet_loss(vectors[:n], candidates, groups[:n], groups[n:], margin, near_scores, margin / 3)
+    if config.margin_mse and batch.scored:
+        loss = loss + config.margin_mse * _margin_term(vectors[:n], vectors[n : 2 * n], vectors[2 * n : len(texts) - m],
+                                                      batch.scored)
     if teacher is not None:
         loss = loss + config.distil_weight * similarity_distillation_loss(vectors, teacher(texts))
     return loss
+
+
+def _margin_term(anchors: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor,
+                 scored: list[tuple[int, int, bool, float]]) -> torch.Tensor:
+    """``margin_mse_loss`` over the batch's rows whose pairs a teacher scored (``Batch.scored``)."""
+    rows = torch.tensor([r for r, _, _, _ in scored])
+    negative = negatives[torch.tensor([j for _, j, _, _ in scored])]
+    x = torch.where(torch.tensor([v for _, _, v, _ in scored])[:, None], positives[rows], anchors[rows])
+    student = (anchors[rows] * positives[rows]).sum(dim=1) - (x * negative).sum(dim=1)
+    return margin_mse_loss(student, torch.tensor([t for _, _, _, t in scored]))
 
 
 class _InMemoryTransformer(Encoder):
