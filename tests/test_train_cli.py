@@ -160,3 +160,6 @@ def test_train_distils_a_models_cosines_into_the_lstm(tmp_path):
     assert not (tmp_path / "m2").exists()
     cnn = twin("train", train, "--out", tmp_path / "m3", "--encoder", "cnn", "--distil-from", "packaged")
     assert cnn.exit_code == 1 and cnn.stderr.strip().endswith("they do not apply to --encoder cnn")
+    lone = twin("train", train, "--out", tmp_path / "m4", "--encoder", "lstm", "--margin-mse", "1")
+    assert lone.exit_code == 1 and lone.stderr.strip().endswith("it needs --teacher cross-encoder")
+    assert not (tmp_path / "m4").exists()

@@ -150,8 +150,9 @@ def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epo
     if distil_from not in ("auto", "none", "packaged") and not Path(distil_from).is_dir():
         raise TwinError(f"--distil-from {distil_from}: no such model folder")
     if encoder_kind == "cnn":
-        if teacher not in ("auto", "none") or distil_from not in ("auto", "none"):
-            raise TwinError("--teacher and --distil-from work on text pairs; they do not apply to --encoder cnn")
+        if teacher not in ("auto", "none") or distil_from not in ("auto", "none") or margin_mse:
+            raise TwinError("--teacher, --margin-mse and --distil-from work on text pairs; they do not apply to "
+                            "--encoder cnn")
         from .image_commands import train_images
 
         train_images(pairs_path, out, dev, epochs, margin, lr, seed, image_size, mirror_classes, max_minutes,
@@ -177,6 +178,8 @@ def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epo
          f"question with the evaluation files")
     if teacher == "auto":
         teacher = "cross-encoder" if encoder_kind == "transformer" and any(p.label for p in pairs) else "none"
+    if margin_mse and teacher == "none":
+        raise TwinError("--margin-mse distils the cross-encoder teacher's scores: it needs --teacher cross-encoder")
     if distil_from == "auto":
         distil_from = "packaged" if encoder_kind == "lstm" else "none"
     if teacher == "cross-encoder":
