@@ -242,8 +242,7 @@ def _step(trainable: Trainable, batch, config: TrainConfig,  # noqa: ANN001 - Ba
     margin = config.margin
     loss = batch_triplet_loss(vectors[:n], candidates, groups[:n], groups[n:], margin, near_scores, margin / 3)
     if config.margin_mse and batch.scored:
-        loss = loss + config.margin_mse * _margin_term(vectors[:n], vectors[n : 2 * n], vectors[2 * n : len(texts) - m],
-                                                      batch.scored)
+        loss = loss + config.margin_mse * _margin_term(vectors[:n], candidates[:n], candidates[n:], batch.scored)
     if teacher is not None:
         loss = loss + config.distil_weight * similarity_distillation_loss(vectors, teacher(texts))
     return loss
