@@ -6,6 +6,8 @@ Accepted files (CSV, TSV or JSONL, through ``corpus.read_records``):
 - the headerless BiMPM layout ``label <TAB> question1 <TAB> question2 <TAB> id``, recognised by
   itself in a TSV whose first line is not a header;
 - triplets ``anchor, positive, negative``.
+A pair file may also hold a teacher's P(duplicate) of each pair in a ``teacher_p`` column (the
+silver pairs ``twin train --teacher cross-encoder`` writes): it is read into ``Pair.score``.
 Labels must be 0 or 1; texts must not be empty. Errors name the file, line and column.
 """
 
@@ -31,6 +33,7 @@ class PairColumns:
     second: str = "question2"
     label: str = "is_duplicate"
     header: bool = True
+    score: str = "teacher_p"  #: where present, a teacher's P(duplicate) of the pair (``Pair.score``)
 
 
 @dataclass
@@ -75,7 +78,7 @@ def read_labelled(path: str | Path, columns: PairColumns = PairColumns(), fmt: s
         else:
             first, second, label = layout
             out.pairs.append(Pair(text_value(path, record, first), text_value(path, record, second),
-                                  _label(path, record, label), record.line))
+                                  _label(path, record, label), record.line, _score(path, record, columns.score)))
     if not out.pairs and not out.triplets:
         raise InputError(path, None, "no pairs in the file")
     return out
@@ -111,6 +114,21 @@ def _label(path: Path, record: Record, column: str) -> int:
         where = record.names.index(column) + 1 if column in record.names else None
         raise InputError(path, record.line, f"label {value!r} in column {column!r} is not 0 or 1", where)
     return int(text in ("1", "1.0", "True", "true"))
+
+
+def _score(path: Path, record: Record, column: str) -> float | None:
+    """The teacher's P(duplicate) in ``column``, where the file has that column; else None."""
+    if column not in record.names:
+        return None
+    value = record.values.get(column)
+    try:
+        score = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        score = -1.0
+    if not 0.0 <= score <= 1.0:
+        raise InputError(path, record.line, f"teacher score {value!r} in column {column!r} is not a "
+                                            f"probability in [0, 1]", record.names.index(column) + 1)
+    return score
 
 
 _ALNUM = re.compile(r"[^0-9a-z]+")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import numpy as np
 import pytest
 
 from retrieval.encoders import packaged_model_path
+from retrieval.pairs import read_labelled
 
 from .conftest import DEMO_CSV
 from .test_cli import twin
@@ -109,6 +111,16 @@ def test_training_input_errors(tmp_path):
     result = twin("train", few, "--out", tmp_path / "m", "--encoder", "lstm")
     assert result.exit_code == 1 and "at least 2 groups" in result.stderr
     assert not (tmp_path / "m").exists()
+    scored = tmp_path / "silver.jsonl"
+    scored.write_text('{"question1": "A?", "question2": "B?", "is_duplicate": 1, "teacher_p": 0.9}\n'
+                      '{"question1": "C?", "question2": "D?", "is_duplicate": 0, "teacher_p": 1.5}\n')
+    result = twin("train", few, "--out", tmp_path / "m", "--encoder", "lstm", "--silver", scored)
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (f"Error: {scored}:2:4: teacher score 1.5 in column 'teacher_p' is not a "
+                                     f"probability in [0, 1]")
+    result = twin("train", few, "--out", tmp_path / "m", "--silver", tmp_path / "none.jsonl")
+    assert result.exit_code == 1 and result.stderr.strip().startswith(f"Error: {tmp_path / 'none.jsonl'}")
+    assert not (tmp_path / "m").exists()
 
 
 def test_a_cross_encoder_teacher_adds_silver_pairs_mined_among_the_training_texts(tmp_path):
@@ -141,6 +153,19 @@ def test_a_cross_encoder_teacher_adds_silver_pairs_mined_among_the_training_text
     assert json.loads((tmp_path / "m" / "twin_training.json").read_text())["config"]["margin_mse"] == 1.0
     assert "silver pairs mined among the training texts" in result.stderr and "distillation" not in result.stderr
     assert "chosen on --dev, where the teacher scores" in result.stderr  # its own threshold, not a blind 0.5
+    silver = read_labelled(tmp_path / "m" / "silver_pairs.jsonl").pairs  # what the teacher labelled is kept
+    said = re.search(r"teacher: (\d+) silver pairs .* (\d+) of them called duplicates \(P > ([0-9.]+)", result.stderr)
+    assert len(silver) == int(said[1]) and sum(p.label for p in silver) == int(said[2])
+    clear = [p for p in silver if abs(p.score - float(said[3])) > 1e-3]  # (the threshold is printed rounded)
+    assert clear and all(p.label == (p.score > float(said[3])) for p in clear)  # labels follow the scores
+    assert all(p.a in texts and p.b in texts and frozenset((p.a, p.b)) not in gold for p in silver)  # mined ones
+    reused = twin("train", train, "--out", tmp_path / "lstm", "--encoder", "lstm", "--silver",
+                  tmp_path / "m" / "silver_pairs.jsonl", "--margin-mse", "1", "--batch-size", "16",
+                  "--max-seq-length", "16", "--distil-from", "none", "--dev", dev)
+    assert reused.exit_code == 0, reused.output
+    assert f"silver: {len(silver)} pairs" in reused.stderr and "teacher:" not in reused.stderr  # no teacher again
+    summary = json.loads((tmp_path / "lstm" / "twin_training.json").read_text())
+    assert summary["pairs"] == json.loads((tmp_path / "m" / "twin_training.json").read_text())["pairs"]
     refused = twin("train", train, "--out", tmp_path / "m2", "--teacher", "cross-encoder", "--model", tmp_path)
     error = refused.output.strip().splitlines()[-1]  # a teacher base that is no model: one line
     assert refused.exit_code == 1 and error.startswith(f"Error: {tmp_path}") and "Traceback" not in refused.output
@@ -161,5 +186,5 @@ def test_train_distils_a_models_cosines_into_the_lstm(tmp_path):
     cnn = twin("train", train, "--out", tmp_path / "m3", "--encoder", "cnn", "--distil-from", "packaged")
     assert cnn.exit_code == 1 and cnn.stderr.strip().endswith("they do not apply to --encoder cnn")
     lone = twin("train", train, "--out", tmp_path / "m4", "--encoder", "lstm", "--margin-mse", "1")
-    assert lone.exit_code == 1 and lone.stderr.strip().endswith("it needs --teacher cross-encoder")
+    assert lone.exit_code == 1 and lone.stderr.strip().endswith("or --silver pairs that carry them")
     assert not (tmp_path / "m4").exists()

@@ -54,6 +54,14 @@ def _silver(pairs: list, base: Path | None, backend: str | None, neighbours: int
     return silver.pairs
 
 
+def _reused_silver(paths: tuple[Path, ...], held_out: set[str]) -> tuple[list, int]:  # Pair
+    """The pairs of ``--silver`` files, less any that share a text with the evaluation files (and
+    how many those were)."""
+    from ..pairs import drop_leaks, read_labelled
+
+    return drop_leaks([p for path in paths for p in read_labelled(path).pairs], held_out)
+
+
 def _distiller(source: str, backend: str | None, texts: list[str]):  # noqa: ANN202 - EmbeddingTeacher
     """The teacher of --distil-from, with its vectors of the training texts."""
     from ..training.trainer import EmbeddingTeacher
@@ -116,6 +124,10 @@ def _model_encoder(model: Path | None, backend: str | None):  # noqa: ANN202 - E
                    "pairs, none otherwise.")
 @click.option("--silver-neighbours", type=click.IntRange(1, 50), default=2, show_default=True,
               help="--teacher: candidate pairs mined a training text (its nearest others by the base model).")
+@click.option("--silver", "silver_paths", type=click.Path(path_type=Path), multiple=True,
+              help="Pairs a teacher labelled before (the silver_pairs.jsonl a --teacher cross-encoder run writes "
+                   "into its model folder), trained on beside PAIRS without training a teacher again "
+                   "(repeatable; --teacher auto then trains none).")
 @click.option("--teacher-epochs", type=click.IntRange(1), default=TEACHER_EPOCHS, show_default=True,
               help="--teacher: passes of the cross-encoder over PAIRS (3 beat 1 on QQP and MRPC).")
 @click.option("--margin-mse", type=click.FloatRange(0), default=MARGIN_MSE_WEIGHT, show_default=True,
@@ -141,8 +153,8 @@ def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epo
           objective: str, topic_batches: bool, near_miss_rows: bool, near_miss_pairs: int, first_column: str,
           second_column: str, label_column: str, no_header: bool, backend: str | None, force: bool,
           image_size: int, mirror_classes: bool, max_minutes: float | None, lstm_tokens: str,
-          lstm_pooling: str, teacher: str, silver_neighbours: int, teacher_epochs: int, margin_mse: float,
-          distil_from: str, distil_weight: float) -> None:
+          lstm_pooling: str, teacher: str, silver_neighbours: int, silver_paths: tuple[Path, ...],
+          teacher_epochs: int, margin_mse: float, distil_from: str, distil_weight: float) -> None:
     """Train a siamese encoder with triplet loss on PAIRS (or triplets), or (--encoder cnn) on a
     class tree of images, and save it to --out."""
     if out.exists() and any(out.iterdir()) and not force:
@@ -150,9 +162,9 @@ def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epo
     if distil_from not in ("auto", "none", "packaged") and not Path(distil_from).is_dir():
         raise TwinError(f"--distil-from {distil_from}: no such model folder")
     if encoder_kind == "cnn":
-        if teacher not in ("auto", "none") or distil_from not in ("auto", "none") or margin_mse:
-            raise TwinError("--teacher, --margin-mse and --distil-from work on text pairs; they do not apply to "
-                            "--encoder cnn")
+        if teacher not in ("auto", "none") or distil_from not in ("auto", "none") or margin_mse or silver_paths:
+            raise TwinError("--teacher, --silver, --margin-mse and --distil-from work on text pairs; they do not "
+                            "apply to --encoder cnn")
         from .image_commands import train_images
 
         train_images(pairs_path, out, dev, epochs, margin, lr, seed, image_size, mirror_classes, max_minutes,
@@ -170,21 +182,29 @@ def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epo
     held_out = set(dev_data.texts()) if dev_data else set()
     for path in exclude:
         held_out |= _pairs(path, first_column, second_column, label_column, no_header).texts()
+    reused, dropped_silver = _reused_silver(silver_paths, held_out)  # checked before anything is trained
     pairs, dropped = drop_leaks(data.pairs, held_out)
     keys = {leakage_key(t) for t in held_out}
     triplets = [t for t in data.triplets if not any(leakage_key(x) in keys for x in t)]
     dropped += len(data.triplets) - len(triplets)
     say(f"train: {len(pairs) + len(triplets)} rows of {pairs_path} kept, {dropped} dropped for sharing a "
          f"question with the evaluation files")
+    if silver_paths:
+        say(f"silver: {len(reused)} pairs of {', '.join(map(str, silver_paths))} kept, {dropped_silver} dropped "
+            f"for sharing a question with the evaluation files")
     if teacher == "auto":
-        teacher = "cross-encoder" if encoder_kind == "transformer" and any(p.label for p in pairs) else "none"
-    if margin_mse and teacher == "none":
-        raise TwinError("--margin-mse distils the cross-encoder teacher's scores: it needs --teacher cross-encoder")
+        labelled = any(p.label for p in pairs) and not silver_paths
+        teacher = "cross-encoder" if encoder_kind == "transformer" and labelled else "none"
+    if margin_mse and teacher == "none" and not any(p.score is not None for p in reused):
+        raise TwinError("--margin-mse distils the cross-encoder teacher's scores: it needs --teacher cross-encoder "
+                        "or --silver pairs that carry them")
     if distil_from == "auto":
         distil_from = "packaged" if encoder_kind == "lstm" else "none"
+    silver = reused
     if teacher == "cross-encoder":
-        pairs = pairs + _silver(pairs, base, backend, silver_neighbours, teacher_epochs, seed,
-                                dev_data.pairs if dev_data else None)
+        silver = silver + _silver(pairs, base, backend, silver_neighbours, teacher_epochs, seed,
+                                  dev_data.pairs if dev_data else None)
+    pairs = pairs + silver
     try:
         batches = TripletBatches(pairs, triplets, batch_size, seed, near_miss_rows, near_miss_pairs)
     except ValueError as exc:
@@ -200,6 +220,10 @@ def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epo
     if out.exists() and force:
         shutil.rmtree(out)
     summary = run(trainable, batches, config, out, dev_data.pairs if dev_data else None, distiller)
+    if silver:
+        from ..training.teacher import SILVER_FILE, write_silver
+
+        write_silver(out / SILVER_FILE, silver)
     say(f"trained {encoder_kind} on {summary['pairs']} duplicate pairs in {summary['seconds']} s -> {out}")
     if dev_data:
         calibration = calibrate_model(_model_encoder(out, backend), dev_data.pairs, objective)

@@ -11,11 +11,15 @@ al., "Augmented SBERT", NAACL 2021).
    else a silver non-duplicate.
 4. ``bounded``: silver duplicates that would chain duplicate groups into large ones are left out.
 
-The product stays a bi-encoder + cosine + tau: the teacher only labels, and is not kept.
+The product stays a bi-encoder + cosine + tau: the teacher only labels, and is not kept; what it
+labelled is (``write_silver``: ``silver_pairs.jsonl`` in the model folder), so that another model
+can be trained on the same silver pairs without training the teacher again (``twin train --silver``).
 """
 
 from __future__ import annotations
 
+import json
+import os
 import random
 import sys
 from collections.abc import Sequence
@@ -178,3 +182,19 @@ def bounded(silver: Sequence[Pair], gold: Sequence[Pair], largest: int = 8) -> l
             groups.union(a, b)
         kept.append(p)
     return kept
+
+
+SILVER_FILE = "silver_pairs.jsonl"
+
+
+def write_silver(path: Path, silver: Sequence[Pair]) -> None:
+    """The silver pairs as JSONL that ``pairs.read_labelled`` reads back, scores included
+    (``question1``, ``question2``, ``is_duplicate``, ``teacher_p``); written whole or not at all."""
+    part = path.with_name(path.name + ".part")
+    with open(part, "w", encoding="utf-8") as f:
+        for p in silver:
+            row = {"question1": p.a, "question2": p.b, "is_duplicate": p.label}
+            if p.score is not None:
+                row["teacher_p"] = round(float(p.score), 6)
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    os.replace(part, path)
