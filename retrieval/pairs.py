@@ -117,10 +117,11 @@ def _label(path: Path, record: Record, column: str) -> int:
 
 
 def _score(path: Path, record: Record, column: str) -> float | None:
-    """The teacher's P(duplicate) in ``column``, where the file has that column; else None."""
-    if column not in record.names:
-        return None
+    """The teacher's P(duplicate) in ``column``, where the file has that column and the row a value
+    (a missing value is an empty cell, or null in JSONL); else None."""
     value = record.values.get(column)
+    if column not in record.names or value is None or str(value).strip() == "":
+        return None
     try:
         score = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):

@@ -18,8 +18,6 @@ can be trained on the same silver pairs without training the teacher again (``tw
 
 from __future__ import annotations
 
-import json
-import os
 import random
 import sys
 from collections.abc import Sequence
@@ -190,11 +188,9 @@ SILVER_FILE = "silver_pairs.jsonl"
 def write_silver(path: Path, silver: Sequence[Pair]) -> None:
     """The silver pairs as JSONL that ``pairs.read_labelled`` reads back, scores included
     (``question1``, ``question2``, ``is_duplicate``, ``teacher_p``); written whole or not at all."""
-    part = path.with_name(path.name + ".part")
-    with open(part, "w", encoding="utf-8") as f:
+    from ..tables import TableWriter
+
+    with TableWriter(path, ["question1", "question2", "is_duplicate", "teacher_p"]) as table:
         for p in silver:
-            row = {"question1": p.a, "question2": p.b, "is_duplicate": p.label}
-            if p.score is not None:
-                row["teacher_p"] = round(float(p.score), 6)
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(part, path)
+            table.write({"question1": p.a, "question2": p.b, "is_duplicate": p.label,
+                         "teacher_p": None if p.score is None else round(float(p.score), 6)})
