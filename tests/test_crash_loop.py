@@ -19,6 +19,8 @@ import threading
 import time
 from pathlib import Path
 
+import faiss
+import numpy as np
 import pytest
 
 from retrieval.encoders import LSTMEncoder
@@ -141,15 +143,29 @@ def check(folder: Path, model: Path, expected: Expected, sample: int, rng: rando
         texts = [text_of(i, expected.present[i]) for i in picked]
         # nprobe: the query is the stored vector, so its own list is the first probed; ef_search past
         # the item count makes the graph search all but exhaustive in this dense cloud (an untrained
-        # LSTM puts texts at cosine 0.86 on average), so a miss here means a lost entry, not HNSW.
+        # LSTM puts texts at cosine 0.86 on average).
         results = retriever.search(texts, k=1, nprobe=64, ef_search=8192, batch_size=512)
-        wrong = [(i, r.matches[0].id if r.matches else None) for i, r in zip(picked, results)
-                 if not r.matches or r.matches[0].id != i]
+        wrong = [i for i, r in zip(picked, results) if not r.matches or r.matches[0].id != i]
         # HNSW can leave a node no link leads to (in this dense cloud, about 1 in 5,000): the item
-        # is in FAISS (verify() above: no row missing) yet no graph search reaches it. That is the
-        # kind's approximation, not a lost write; the exact-candidate kinds get no such allowance.
-        allowed = len(picked) // 1000 + 1 if retriever.store.built_kind.startswith("hnsw") else 0
-        assert len(wrong) <= allowed, f"{len(wrong)} acknowledged items not at rank 1 for their own text: {wrong[:3]}"
+        # is in FAISS yet no graph search reaches it. That is the kind's approximation, not a lost
+        # write, so each miss must show its entry intact: FAISS holds, under the item's row, the
+        # vector SQLite holds for it. The exact-candidate kinds get no misses at all.
+        hnsw = retriever.store.built_kind.startswith("hnsw")
+        allowed = max(3, len(picked) // 100) if hnsw else 0
+        assert len(wrong) <= allowed, f"{len(wrong)} acknowledged items not at rank 1 for their own text: {wrong[:5]}"
+        for item_id in wrong:
+            record = retriever.store.get(item_id)
+            held = held_vector(retriever.store, record.seq)
+            assert float(held @ record.vector) > 0.99, f"{item_id}: FAISS holds another vector for row {record.seq}"
+
+
+def held_vector(store, seq: int) -> np.ndarray:  # noqa: ANN001 - VectorStore
+    """The vector an IDMap-wrapped FAISS index holds for row ``seq``, as its storage gives it back
+    (SQ8: quantised)."""
+    index = store._index
+    position = np.flatnonzero(faiss.vector_to_array(index.id_map) == seq)
+    assert len(position) == 1, f"row {seq} is in FAISS {len(position)} times"
+    return index.index.reconstruct(int(position[0]))
 
 
 @pytest.mark.parametrize("kind, start_items, target_items", [("auto", 0, 33_000), ("hnsw", 3_000, 5_000)])
