@@ -175,12 +175,12 @@ def test_metrics_match_scikit_learn():
 
 
 def lstm_run(tmp_path, name: str, seed: int = 0, epochs: int = 4, tokens: str = "words", pooling: str = "max",
-             teacher=None, distil_weight: float = 1.0):  # noqa: ANN001 - EmbeddingTeacher
+             teacher=None, distil_weight: float = 1.0, dropout: float = 0.0):  # noqa: ANN001 - EmbeddingTeacher
     from retrieval.training.trainer import LSTMTrainable, TrainConfig, train
 
     pairs = synthetic_pairs(seed=1, n=600)
     trainable = LSTMTrainable([t for p in pairs for t in (p.a, p.b)], max_seq_length=16, seed=seed, tokens=tokens,
-                              pooling=pooling)
+                              pooling=pooling, dropout=dropout)
     config = TrainConfig("lstm", epochs=epochs, batch_size=16, seed=seed, patience=epochs, distil_weight=distil_weight)
     summary = train(trainable, TripletBatches(pairs, batch_size=16, seed=seed), config, tmp_path / name,
                     dev=synthetic_pairs(seed=2, n=300), teacher=teacher)
@@ -202,7 +202,7 @@ def test_tiny_lstm_learns_a_synthetic_paraphrase_task(tmp_path):
     assert len(log) == summary["steps"] and "loss" in json.loads(log[0])
 
 
-def test_an_lstm_on_the_packaged_wordpieces_starts_from_minilms_table_and_reloads(tmp_path):
+def test_an_lstm_on_the_packaged_wordpieces_starts_from_minilms_table_and_reloads_with_its_dropout(tmp_path):
     from retrieval.encoders import load_encoder
     from retrieval.training.trainer import LSTMTrainable, packaged_token_embeddings
 
@@ -210,12 +210,16 @@ def test_an_lstm_on_the_packaged_wordpieces_starts_from_minilms_table_and_reload
     fresh = LSTMTrainable(["unused"], 16, tokens="packaged", pooling="max+attention")
     rice = tokenizer.token_to_id("rice")
     assert torch.equal(fresh.module().embed.weight[rice], table[rice])  # MiniLM's row, before training
-    summary, trained = lstm_run(tmp_path, "wp", tokens="packaged", pooling="max+attention")
+    summary, trained = lstm_run(tmp_path, "wp", tokens="packaged", pooling="max+attention", dropout=0.2)
     assert max(e["dev_accuracy"] for e in summary["epochs"]) >= 0.8
     assert (tmp_path / "wp" / "tokenizer.json").is_file() and not (tmp_path / "wp" / "vocab.json").exists()
     texts = ["how do i cook rice?", "what is the best way to prepare rice?", ""]
     again = load_encoder(tmp_path / "wp")
-    assert np.allclose(again.encode(texts), trained.encoder.encode(texts), atol=1e-6)
+    assert again.config["dropout"] == 0.2
+    assert np.allclose(again.encode(texts), trained.encoder.encode(texts), atol=1e-6)  # no dropout at inference
+    ids = again.ids(texts[:2])
+    again.module.train()  # while training, dropout makes two passes differ
+    assert not torch.allclose(again.module(ids), again.module(ids))
     with pytest.raises(ValueError, match="unknown pooling"):
         LSTMTrainable(["x"], 16, pooling="mean")
 

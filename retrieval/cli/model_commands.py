@@ -140,6 +140,8 @@ def _model_encoder(model: Path | None, backend: str | None):  # noqa: ANN202 - E
                    "embeddings from scratch.")
 @click.option("--lstm-pooling", type=click.Choice(["max", "attention", "max+attention"]), default="max",
               show_default=True, help="lstm: how the BiLSTM's states become one vector (BENCHMARKS.md).")
+@click.option("--lstm-dropout", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
+              help="lstm: share of token embedding and pooled units zeroed while training (0: off).")
 @click.option("--distil-from", type=str, default="auto", show_default=True, metavar="MODEL|packaged|none|auto",
               help="Also learn the cosines this model gives every pair of texts in a batch (similarity "
                    "distillation; 'packaged': the packaged MiniLM). auto: packaged for --encoder lstm (QQP dev "
@@ -154,7 +156,7 @@ def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epo
           objective: str, topic_batches: bool, near_miss_rows: bool, near_miss_pairs: int, first_column: str,
           second_column: str, label_column: str, no_header: bool, backend: str | None, force: bool,
           image_size: int, mirror_classes: bool, max_minutes: float | None, lstm_tokens: str,
-          lstm_pooling: str, teacher: str, silver_neighbours: int, silver_paths: tuple[Path, ...],
+          lstm_pooling: str, lstm_dropout: float, teacher: str, silver_neighbours: int, silver_paths: tuple[Path, ...],
           teacher_epochs: int, margin_mse: float, distil_from: str, distil_weight: float) -> None:
     """Train a siamese encoder with triplet loss on PAIRS (or triplets), or (--encoder cnn) on a
     class tree of images, and save it to --out."""
@@ -217,7 +219,7 @@ def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epo
     if encoder_kind == "transformer":
         trainable = TransformerTrainable(base, max_seq_length)
     else:
-        trainable = LSTMTrainable(texts, max_seq_length, seed, lstm_tokens, lstm_pooling)
+        trainable = LSTMTrainable(texts, max_seq_length, seed, lstm_tokens, lstm_pooling, lstm_dropout)
     if out.exists() and force:
         shutil.rmtree(out)
     summary = run(trainable, batches, config, out, dev_data.pairs if dev_data else None, distiller)

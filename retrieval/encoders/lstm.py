@@ -50,10 +50,11 @@ POOLINGS = ("max", "attention", "max+attention")
 class SiameseLSTM(nn.Module):
     """Texts (as token ids) to unit vectors. ``pooling``: the max over time of the LSTM states,
     an attention-weighted mean of them (a learned score a state, softmax over the text; Lin et
-    al., 2017, with one head), or both side by side."""
+    al., 2017, with one head), or both side by side. ``dropout``: the share of token embeddings'
+    and pooled features' units zeroed while training (Srivastava et al., 2014); none at inference."""
 
     def __init__(self, vocab_size: int, embed_dim: int = 200, hidden: int = 256, out_dim: int = 256,
-                 pooling: str = "max") -> None:
+                 pooling: str = "max", dropout: float = 0.0) -> None:
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)}")
@@ -63,11 +64,12 @@ class SiameseLSTM(nn.Module):
         if "attention" in pooling:
             self.attend = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.Tanh(), nn.Linear(hidden, 1))
         self.project = nn.Linear(2 * hidden * len(pooling.split("+")), out_dim)
+        self.drop = nn.Dropout(dropout)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         """(batch, length) token ids -> (batch, out_dim) unit vectors."""
         mask = ids != PAD
-        states, _ = self.lstm(self.embed(ids))
+        states, _ = self.lstm(self.drop(self.embed(ids)))
         pooled = []
         if "max" in self.pooling:
             top = states.masked_fill(~mask[:, :, None], float("-inf")).max(dim=1).values
@@ -75,7 +77,7 @@ class SiameseLSTM(nn.Module):
         if "attention" in self.pooling:
             weights = torch.softmax(self.attend(states).squeeze(-1).masked_fill(~mask, float("-inf")), dim=1)
             pooled.append((torch.nan_to_num(weights)[:, :, None] * states).sum(dim=1))
-        return nn.functional.normalize(self.project(torch.cat(pooled, dim=1)), dim=1)
+        return nn.functional.normalize(self.project(self.drop(torch.cat(pooled, dim=1))), dim=1)
 
 
 class LSTMEncoder(Encoder):
@@ -96,7 +98,7 @@ class LSTMEncoder(Encoder):
             size, self.unknown = vocab.get_vocab_size(), vocab.token_to_id("[UNK]")
         self.config["tokenizer"] = "words" if self.wordpiece is None else "wordpiece"
         self.module = module or SiameseLSTM(size, config["embed_dim"], config["hidden"], config["out_dim"],
-                                            config.get("pooling", "max"))
+                                            config.get("pooling", "max"), config.get("dropout", 0.0))
         self.max_len = int(config.get("max_seq_length", 64))
         self._lock = threading.Lock()
 

@@ -93,13 +93,13 @@ class LSTMTrainable(Trainable):
     """Trains the siamese BiLSTM. ``tokens``: ``words`` (a vocabulary built from the training
     texts, embeddings from scratch) or ``packaged`` (the packaged MiniLM's WordPiece tokenizer,
     and its token embedding table as the starting embeddings: no download, nothing else of
-    MiniLM is used). ``pooling``: see ``SiameseLSTM``."""
+    MiniLM is used). ``pooling`` and ``dropout``: see ``SiameseLSTM``."""
 
     def __init__(self, texts: Sequence[str], max_seq_length: int, seed: int = 0, tokens: str = "packaged",
-                 pooling: str = "max") -> None:
+                 pooling: str = "max", dropout: float = 0.0) -> None:
         seed_everything(seed)  # the initial weights are part of "same seed, same model"
         config = {"embed_dim": 200, "hidden": 256, "out_dim": 256, "max_seq_length": max_seq_length,
-                  "pooling": pooling}
+                  "pooling": pooling, "dropout": dropout}
         if tokens == "words":
             self.encoder = LSTMEncoder(build_vocab(texts), config)
             return
