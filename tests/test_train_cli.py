@@ -9,7 +9,7 @@ import re
 import numpy as np
 import pytest
 
-from retrieval.encoders import packaged_model_path
+from retrieval.encoders import load_encoder, packaged_model_path
 from retrieval.pairs import read_labelled
 
 from .conftest import DEMO_CSV
@@ -124,7 +124,6 @@ def test_training_input_errors(tmp_path):
 
 
 def test_a_cross_encoder_teacher_adds_silver_pairs_mined_among_the_training_texts(tmp_path):
-    from retrieval.encoders import load_encoder
     from retrieval.text import normalize
     from retrieval.training.teacher import CrossEncoderTeacher, mine
 
@@ -175,10 +174,13 @@ def test_train_distils_a_models_cosines_into_the_lstm(tmp_path):
     train = tmp_path / "train.csv"
     write_pairs(train, synthetic_pairs(1, 120))
     result = twin("train", train, "--out", tmp_path / "m", "--encoder", "lstm", "--distil-from", "packaged",
-                  "--distil-weight", "5", "--batch-size", "16", "--max-seq-length", "16")
+                  "--distil-weight", "5", "--distil-variants", "0.2", "--lstm-hidden", "32", "--batch-size", "16",
+                  "--max-seq-length", "16")
     assert result.exit_code == 0, result.output
-    assert "distillation: encoding" in result.stderr
-    assert json.loads((tmp_path / "m" / "twin_training.json").read_text())["config"]["distil_weight"] == 5.0
+    assert "training texts and a variant of each (--distil-variants 0.2)" in result.stderr
+    config = json.loads((tmp_path / "m" / "twin_training.json").read_text())["config"]
+    assert (config["distil_weight"], config["distil_variants"]) == (5.0, 0.2)
+    assert load_encoder(tmp_path / "m").encode(["how do i cook rice?"]).shape == (1, 32)  # --lstm-hidden
     missing = twin("train", train, "--out", tmp_path / "m2", "--encoder", "lstm", "--distil-from", tmp_path / "nope")
     assert missing.exit_code == 1
     assert missing.stderr.strip() == f"Error: --distil-from {tmp_path / 'nope'}: no such model folder"

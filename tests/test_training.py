@@ -261,6 +261,38 @@ def test_distillation_pulls_the_lstm_toward_the_teachers_cosines(tmp_path):
     assert max(e["dev_accuracy"] for e in summary["epochs"]) >= 0.8  # and still the task
 
 
+def test_word_variants_change_words_from_the_corpus_and_repeat_with_the_seed():
+    from retrieval.training.variants import word_variants
+
+    texts = [p.a for p in synthetic_pairs(seed=4, n=50)] + ["rice"]
+    variants = word_variants(texts, seed=0, rate=0.15)
+    assert set(variants) == set(texts)
+    assert variants == word_variants(list(reversed(texts)), seed=0, rate=0.15)  # order-free, seeded
+    assert variants != word_variants(texts, seed=1, rate=0.15)
+    corpus = {w for t in texts for w in t.split()}
+    for text, variant in variants.items():
+        assert variant != text and set(variant.split()) <= corpus
+        assert abs(len(variant.split()) - len(text.split())) <= max(1, len(text.split()))
+    heavy = word_variants(texts, seed=0, rate=0.5)
+    changed = np.mean([len(set(heavy[t].split()) ^ set(t.split())) for t in texts])
+    assert changed > np.mean([len(set(variants[t].split()) ^ set(t.split())) for t in texts])
+
+
+def test_distillation_on_variants_gives_the_teachers_vectors_of_them(tmp_path):
+    from retrieval.encoders import load_encoder
+    from retrieval.training.trainer import EmbeddingTeacher
+
+    packaged = load_encoder()
+    texts = sorted({t for p in synthetic_pairs(seed=1, n=600) for t in (p.a, p.b)})
+    teacher = EmbeddingTeacher(packaged, texts, variant_rate=0.2, seed=0)
+    variants = teacher.variants_of([texts[0], "a text with none", texts[1]])
+    assert len(variants) == 2 and variants[0] != texts[0]
+    assert np.allclose(teacher(variants).numpy(), packaged.encode(variants), atol=1e-5)
+    assert EmbeddingTeacher(packaged, texts[:5]).variants_of(texts[:5]) == []
+    summary, _ = lstm_run(tmp_path, "variants", epochs=2, teacher=teacher, distil_weight=10.0)
+    assert max(e["dev_accuracy"] for e in summary["epochs"]) >= 0.8
+
+
 def test_margin_mse_against_hand_computed_example():
     from retrieval.training.losses import margin_mse_loss
 

@@ -62,13 +62,16 @@ def _reused_silver(paths: tuple[Path, ...], held_out: set[str]) -> tuple[list, i
     return drop_leaks([p for path in paths for p in read_labelled(path).pairs], held_out)
 
 
-def _distiller(source: str, backend: str | None, texts: list[str]):  # noqa: ANN202 - EmbeddingTeacher
-    """The teacher of --distil-from, with its vectors of the training texts."""
+def _distiller(source: str, backend: str | None, texts: list[str], variant_rate: float,  # noqa: ANN202
+               seed: int):
+    """The teacher of --distil-from (an EmbeddingTeacher), with its vectors of the training texts
+    (and of their variants, with --distil-variants)."""
     from ..training.trainer import EmbeddingTeacher
 
     model = None if source == "packaged" else Path(source)
-    say(f"distillation: encoding {len(set(texts))} training texts with {source}")
-    return EmbeddingTeacher(_model_encoder(model, backend), texts)
+    variants = f" and a variant of each (--distil-variants {variant_rate})" if variant_rate else ""
+    say(f"distillation: encoding {len(set(texts))} training texts{variants} with {source}")
+    return EmbeddingTeacher(_model_encoder(model, backend), texts, variant_rate=variant_rate, seed=seed)
 
 
 def _model_encoder(model: Path | None, backend: str | None):  # noqa: ANN202 - Encoder
@@ -143,12 +146,19 @@ def _model_encoder(model: Path | None, backend: str | None):  # noqa: ANN202 - E
 @click.option("--lstm-dropout", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
               help="lstm: share of token embedding and pooled units zeroed while training (0.2 cost 1.9 QQP "
                    "dev accuracy points by the 4th epoch: off).")
+@click.option("--lstm-hidden", type=click.IntRange(8, 4096), default=256, show_default=True,
+              help="lstm: units of each direction of the BiLSTM and of the output vector (384 scored 0.5 QQP "
+                   "dev points less than 256, in 1.5x the time).")
 @click.option("--distil-from", type=str, default="auto", show_default=True, metavar="MODEL|packaged|none|auto",
               help="Also learn the cosines this model gives every pair of texts in a batch (similarity "
                    "distillation; 'packaged': the packaged MiniLM). auto: packaged for --encoder lstm (QQP dev "
                    "recall@1 0.627 vs 0.575), none for the transformer.")
 @click.option("--distil-weight", type=click.FloatRange(0, min_open=True), default=DISTIL_WEIGHT, show_default=True,
               help="--distil-from: weight of the distillation term beside the triplet loss (10 beat 1 on QQP).")
+@click.option("--distil-variants", type=click.FloatRange(0, 0.5), default=0.0, show_default=True, metavar="RATE",
+              help="--distil-from: also distil on a variant of each batch anchor, its words replaced by training "
+                   "words or dropped at this rate each (Tang et al. 2019's transfer set; 0.15 gave the LSTM "
+                   "no gain on QQP: off).")
 @pair_options
 @backend_option
 @click.option("--force", is_flag=True, help="Replace an existing model folder.")
@@ -157,8 +167,9 @@ def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epo
           objective: str, topic_batches: bool, near_miss_rows: bool, near_miss_pairs: int, first_column: str,
           second_column: str, label_column: str, no_header: bool, backend: str | None, force: bool,
           image_size: int, mirror_classes: bool, max_minutes: float | None, lstm_tokens: str,
-          lstm_pooling: str, lstm_dropout: float, teacher: str, silver_neighbours: int, silver_paths: tuple[Path, ...],
-          teacher_epochs: int, margin_mse: float, distil_from: str, distil_weight: float) -> None:
+          lstm_pooling: str, lstm_dropout: float, lstm_hidden: int, teacher: str, silver_neighbours: int,
+          silver_paths: tuple[Path, ...], teacher_epochs: int, margin_mse: float, distil_from: str,
+          distil_weight: float, distil_variants: float) -> None:
     """Train a siamese encoder with triplet loss on PAIRS (or triplets), or (--encoder cnn) on a
     class tree of images, and save it to --out."""
     if out.exists() and any(out.iterdir()) and not force:
@@ -214,13 +225,15 @@ def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epo
     except ValueError as exc:
         raise TwinError(f"{pairs_path}: {exc}") from None
     config = TrainConfig(encoder_kind, epochs, batch_size, margin, lr, max_seq_length, seed,
-                         topic_batches=topic_batches, distil_weight=distil_weight, margin_mse=margin_mse)
+                         topic_batches=topic_batches, distil_weight=distil_weight, margin_mse=margin_mse,
+                         distil_variants=distil_variants)
     texts = [t for p in pairs for t in (p.a, p.b)] + [x for t in triplets for x in t]
-    distiller = _distiller(distil_from, backend, texts) if distil_from != "none" else None
+    distiller = _distiller(distil_from, backend, texts, distil_variants, seed) if distil_from != "none" else None
     if encoder_kind == "transformer":
         trainable = TransformerTrainable(base, max_seq_length)
     else:
-        trainable = LSTMTrainable(texts, max_seq_length, seed, lstm_tokens, lstm_pooling, lstm_dropout)
+        trainable = LSTMTrainable(texts, max_seq_length, seed, lstm_tokens, lstm_pooling, lstm_dropout,
+                                  lstm_hidden)
     if out.exists() and force:
         shutil.rmtree(out)
     summary = run(trainable, batches, config, out, dev_data.pairs if dev_data else None, distiller)

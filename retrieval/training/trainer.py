@@ -25,6 +25,7 @@ from ..text import normalize
 from .batches import TripletBatches
 from .losses import batch_triplet_loss, margin_mse_loss, similarity_distillation_loss
 from .recipe import DISTIL_WEIGHT, MARGIN_MSE_WEIGHT
+from .variants import word_variants
 
 
 @dataclass
@@ -43,6 +44,7 @@ class TrainConfig:
     topic_batches: bool = False  #: batches of neighbouring anchors (hard in-batch negatives)
     distil_weight: float = DISTIL_WEIGHT  #: weight of the similarity distillation term (with a teacher)
     margin_mse: float = MARGIN_MSE_WEIGHT  #: weight of the margin-MSE term (on pairs a teacher scored)
+    distil_variants: float = 0.0  #: recorded only: the variants are the teacher's (EmbeddingTeacher(variant_rate))
 
     def learning_rate(self) -> float:
         """The learning rate, defaulted by encoder."""
@@ -93,12 +95,13 @@ class LSTMTrainable(Trainable):
     """Trains the siamese BiLSTM. ``tokens``: ``words`` (a vocabulary built from the training
     texts, embeddings from scratch) or ``packaged`` (the packaged MiniLM's WordPiece tokenizer,
     and its token embedding table as the starting embeddings: no download, nothing else of
-    MiniLM is used). ``pooling`` and ``dropout``: see ``SiameseLSTM``."""
+    MiniLM is used). ``pooling`` and ``dropout``: see ``SiameseLSTM``; ``hidden``: the units of each
+    LSTM direction, and the vector's dimension."""
 
     def __init__(self, texts: Sequence[str], max_seq_length: int, seed: int = 0, tokens: str = "packaged",
-                 pooling: str = "max", dropout: float = 0.0) -> None:
+                 pooling: str = "max", dropout: float = 0.0, hidden: int = 256) -> None:
         seed_everything(seed)  # the initial weights are part of "same seed, same model"
-        config = {"embed_dim": 200, "hidden": 256, "out_dim": 256, "max_seq_length": max_seq_length,
+        config = {"embed_dim": 200, "hidden": hidden, "out_dim": hidden, "max_seq_length": max_seq_length,
                   "pooling": pooling, "dropout": dropout}
         if tokens == "words":
             self.encoder = LSTMEncoder(build_vocab(texts), config)
@@ -133,11 +136,16 @@ def packaged_token_embeddings() -> tuple:
 
 class EmbeddingTeacher:
     """A fixed encoder's unit vectors of the training texts, computed once, for the distillation
-    term (``losses.similarity_distillation_loss``); a text not seen before is encoded when asked."""
+    term (``losses.similarity_distillation_loss``); a text not seen before is encoded when asked.
+    With ``variant_rate`` > 0, each text also has a word-level variant (``variants.word_variants``)
+    whose vector is computed with the texts', for ``variants_of``."""
 
-    def __init__(self, encoder: Encoder, texts: Sequence[str], batch_size: int = 128) -> None:
+    def __init__(self, encoder: Encoder, texts: Sequence[str], batch_size: int = 128,
+                 variant_rate: float = 0.0, seed: int = 0) -> None:
         self.encoder, self.batch_size = encoder, batch_size
         unique = sorted({normalize(t) for t in texts})  # as the batches hold them
+        self.variants = word_variants(unique, seed, variant_rate) if variant_rate > 0 else {}
+        unique = sorted(set(unique) | set(self.variants.values()))
         vectors = encoder.encode(unique, batch_size) if unique else np.zeros((0, encoder.dimension), np.float32)
         self.rows = {text: i for i, text in enumerate(unique)}
         self.vectors = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))
@@ -150,6 +158,10 @@ class EmbeddingTeacher:
             self.rows.update({t: len(self.rows) + i for i, t in enumerate(missing)})
             self.vectors = torch.cat([self.vectors, extra])
         return self.vectors[[self.rows[t] for t in texts]]
+
+    def variants_of(self, texts: Sequence[str]) -> list[str]:
+        """The variants of those of ``texts`` that have one (none without ``variant_rate``)."""
+        return [self.variants[t] for t in texts if t in self.variants]
 
 
 def seed_everything(seed: int) -> None:
@@ -244,7 +256,9 @@ def _step(trainable: Trainable, batch, config: TrainConfig,  # noqa: ANN001 - Ba
     if config.margin_mse and batch.scored:
         loss = loss + config.margin_mse * _margin_term(vectors[:n], candidates[:n], candidates[n:], batch.scored)
     if teacher is not None:
-        loss = loss + config.distil_weight * similarity_distillation_loss(vectors, teacher(texts))
+        extra = teacher.variants_of(batch.anchors)
+        student = torch.cat([vectors, trainable.embed(extra)]) if extra else vectors
+        loss = loss + config.distil_weight * similarity_distillation_loss(student, teacher(texts + extra))
     return loss
 
 
