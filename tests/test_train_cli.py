@@ -8,6 +8,7 @@ import re
 
 import numpy as np
 import pytest
+import torch
 
 from retrieval.encoders import load_encoder, packaged_model_path
 from retrieval.pairs import read_labelled
@@ -52,6 +53,7 @@ def test_train_writes_a_calibrated_model(lstm_model):
     assert {"twin_lstm.json", "tokenizer.json", "model.pt", "train_log.jsonl", "twin_training.json"} <= {
         p.name for p in model.iterdir()}  # the default: the packaged WordPiece tokenizer
     assert json.loads((model / "twin_lstm.json").read_text())["pooling"] == "max"
+    assert json.loads((model / "twin_training.json").read_text())["config"]["freeze_embeddings"]  # MiniLM's table
     again = twin("train", dev, "--out", model, "--encoder", "lstm")
     assert again.exit_code == 1 and "use --force" in again.stderr
 
@@ -175,18 +177,29 @@ def test_train_distils_a_models_cosines_into_the_lstm(tmp_path):
     write_pairs(train, synthetic_pairs(1, 120))
     result = twin("train", train, "--out", tmp_path / "m", "--encoder", "lstm", "--distil-from", "packaged",
                   "--distil-weight", "5", "--distil-variants", "0.2", "--lstm-hidden", "32", "--batch-size", "16",
-                  "--max-seq-length", "16")
+                  "--max-seq-length", "16", "--weight-average", "0.99")
     assert result.exit_code == 0, result.output
     assert "training texts and a variant of each (--distil-variants 0.2)" in result.stderr
     config = json.loads((tmp_path / "m" / "twin_training.json").read_text())["config"]
-    assert (config["distil_weight"], config["distil_variants"]) == (5.0, 0.2)
+    assert (config["distil_weight"], config["distil_variants"], config["weight_average"]) == (5.0, 0.2, 0.99)
     assert load_encoder(tmp_path / "m").encode(["how do i cook rice?"]).shape == (1, 32)  # --lstm-hidden
+    assert config["freeze_embeddings"]
+    from retrieval.training.trainer import packaged_token_embeddings
+
+    table = torch.load(tmp_path / "m" / "model.pt", weights_only=True)["embed.weight"]
+    assert torch.equal(table, packaged_token_embeddings()[1])  # --lstm-embeddings auto: MiniLM's, untouched
+    words = twin("train", train, "--out", tmp_path / "w", "--encoder", "lstm", "--lstm-tokens", "words",
+                 "--distil-from", "none", "--batch-size", "16", "--max-seq-length", "16")
+    assert words.exit_code == 0, words.output
+    assert not json.loads((tmp_path / "w" / "twin_training.json").read_text())["config"]["freeze_embeddings"]
     missing = twin("train", train, "--out", tmp_path / "m2", "--encoder", "lstm", "--distil-from", tmp_path / "nope")
     assert missing.exit_code == 1
     assert missing.stderr.strip() == f"Error: --distil-from {tmp_path / 'nope'}: no such model folder"
     assert not (tmp_path / "m2").exists()
     cnn = twin("train", train, "--out", tmp_path / "m3", "--encoder", "cnn", "--distil-from", "packaged")
     assert cnn.exit_code == 1 and cnn.stderr.strip().endswith("they do not apply to --encoder cnn")
+    cnn = twin("train", train, "--out", tmp_path / "m3", "--encoder", "cnn", "--weight-average", "0.99")
+    assert cnn.exit_code == 1 and "--weight-average work on text pairs" in cnn.stderr
     lone = twin("train", train, "--out", tmp_path / "m4", "--encoder", "lstm", "--margin-mse", "1")
     assert lone.exit_code == 1 and lone.stderr.strip().endswith("or --silver pairs that carry them")
     assert not (tmp_path / "m4").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 from collections import Counter
@@ -175,15 +176,17 @@ def test_metrics_match_scikit_learn():
 
 
 def lstm_run(tmp_path, name: str, seed: int = 0, epochs: int = 4, tokens: str = "words", pooling: str = "max",
-             teacher=None, distil_weight: float = 1.0, dropout: float = 0.0):  # noqa: ANN001 - EmbeddingTeacher
+             teacher=None, distil_weight: float = 1.0, dropout: float = 0.0,  # noqa: ANN001 - EmbeddingTeacher
+             weight_average: float = 0.0, dev: bool = True, freeze_embeddings: bool = False):
     from retrieval.training.trainer import LSTMTrainable, TrainConfig, train
 
     pairs = synthetic_pairs(seed=1, n=600)
     trainable = LSTMTrainable([t for p in pairs for t in (p.a, p.b)], max_seq_length=16, seed=seed, tokens=tokens,
-                              pooling=pooling, dropout=dropout)
-    config = TrainConfig("lstm", epochs=epochs, batch_size=16, seed=seed, patience=epochs, distil_weight=distil_weight)
+                              pooling=pooling, dropout=dropout, freeze_embeddings=freeze_embeddings)
+    config = TrainConfig("lstm", epochs=epochs, batch_size=16, seed=seed, patience=epochs, distil_weight=distil_weight,
+                         weight_average=weight_average)
     summary = train(trainable, TripletBatches(pairs, batch_size=16, seed=seed), config, tmp_path / name,
-                    dev=synthetic_pairs(seed=2, n=300), teacher=teacher)
+                    dev=synthetic_pairs(seed=2, n=300) if dev else None, teacher=teacher)
     return summary, trainable
 
 
@@ -222,6 +225,20 @@ def test_an_lstm_on_the_packaged_wordpieces_starts_from_minilms_table_and_reload
     assert not torch.allclose(again.module(ids), again.module(ids))
     with pytest.raises(ValueError, match="unknown pooling"):
         LSTMTrainable(["x"], 16, pooling="mean")
+
+
+def test_frozen_embeddings_keep_the_table_and_train_the_rest(tmp_path):
+    from retrieval.training.trainer import LSTMTrainable
+
+    texts = [t for p in synthetic_pairs(seed=1, n=600) for t in (p.a, p.b)]  # lstm_run's
+    start = copy.deepcopy(LSTMTrainable(texts, 16, tokens="words").module().state_dict())
+    summary, frozen = lstm_run(tmp_path, "frozen", epochs=2, freeze_embeddings=True)
+    assert max(e["dev_accuracy"] for e in summary["epochs"]) >= 0.8
+    trained = frozen.module().state_dict()
+    assert torch.equal(trained["embed.weight"], start["embed.weight"])  # same seed, same start
+    assert not torch.equal(trained["lstm.weight_ih_l0"], start["lstm.weight_ih_l0"])
+    _, free = lstm_run(tmp_path, "free", epochs=2)
+    assert not torch.equal(free.module().state_dict()["embed.weight"], trained["embed.weight"])
 
 
 def test_similarity_distillation_against_hand_computed_example():
@@ -330,6 +347,47 @@ def test_batches_carry_the_teachers_margins_of_their_triplets():
     assert batches.scores[frozenset(("q c", "q w"))] == 0.8 and batches.scores[frozenset(("q e", "q z"))] == 0.0
     plain = TripletBatches(gold + [Pair(p.a, p.b, p.label) for p in silver], batch_size=3, seed=0)
     assert all(not batch.scored for batch in plain.epoch(0))  # no teacher, no margin term
+
+
+def test_weight_average_against_hand_computed_example():
+    from retrieval.training.averaging import WeightAverage
+
+    layer = torch.nn.Linear(1, 1, bias=False)
+    frozen = torch.nn.Parameter(torch.ones(1), requires_grad=False)
+    layer.register_parameter("frozen", frozen)
+    with torch.no_grad():
+        layer.weight.fill_(0.0)
+    average = WeightAverage(layer, decay=0.5)
+    for value in (1.0, 3.0):
+        with torch.no_grad():
+            layer.weight.fill_(value)
+        average.update()
+    # step 1 keeps 2/11 of the start (0) and takes 9/11 of 1; step 2: min(0.5, 3/12) = 1/4 of that, 3/4 of 3
+    expected = (9 / 11) / 4 + 3 * 3 / 4
+    with average.applied():
+        assert layer.weight.item() == pytest.approx(expected)
+    assert layer.weight.item() == 3.0  # the training weights are back
+    average.copy_to()
+    assert layer.weight.item() == pytest.approx(expected) and frozen.item() == 1.0
+    with pytest.raises(ValueError, match="strictly between"):
+        WeightAverage(layer, decay=1.0)
+
+
+def test_training_with_weight_average_keeps_and_saves_the_average(tmp_path):
+    from retrieval.encoders import load_encoder
+
+    summary, averaged = lstm_run(tmp_path, "avg", epochs=3, weight_average=0.99)
+    assert max(e["dev_accuracy"] for e in summary["epochs"]) >= 0.8
+    assert json.loads((tmp_path / "avg" / "twin_training.json").read_text())["config"]["weight_average"] == 0.99
+    _, plain = lstm_run(tmp_path, "plain", epochs=3)
+    probe = ["how do i cook rice?", "what is the best way to prepare rice?", "tips to sell a boat"]
+    assert not np.allclose(averaged.encoder.encode(probe), plain.encoder.encode(probe), atol=1e-3)
+    # without dev: the same steps as a plain run (averaging changes no step), and the average is saved
+    _, last = lstm_run(tmp_path, "last", epochs=3, dev=False)
+    lstm_run(tmp_path, "nodev", epochs=3, weight_average=0.99, dev=False)
+    saved = load_encoder(tmp_path / "nodev").encode(probe)
+    assert np.allclose(load_encoder(tmp_path / "last").encode(probe), last.encoder.encode(probe), atol=1e-6)
+    assert not np.allclose(saved, last.encoder.encode(probe), atol=1e-3)
 
 
 def test_same_seed_same_model(tmp_path):

@@ -9,6 +9,7 @@ import sys
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from ..encoders.lstm import build_vocab
 from ..encoders.transformer import TransformerEncoder, choose_precision
 from ..pairs import Pair
 from ..text import normalize
+from .averaging import WeightAverage
 from .batches import TripletBatches
 from .losses import batch_triplet_loss, margin_mse_loss, similarity_distillation_loss
 from .recipe import DISTIL_WEIGHT, MARGIN_MSE_WEIGHT
@@ -45,6 +47,8 @@ class TrainConfig:
     distil_weight: float = DISTIL_WEIGHT  #: weight of the similarity distillation term (with a teacher)
     margin_mse: float = MARGIN_MSE_WEIGHT  #: weight of the margin-MSE term (on pairs a teacher scored)
     distil_variants: float = 0.0  #: recorded only: the variants are the teacher's (EmbeddingTeacher(variant_rate))
+    freeze_embeddings: bool = False  #: recorded only: LSTMTrainable(freeze_embeddings) applies it
+    weight_average: float = 0.0  #: decay of the moving average of the weights evaluated and saved (0: off)
 
     def learning_rate(self) -> float:
         """The learning rate, defaulted by encoder."""
@@ -96,20 +100,24 @@ class LSTMTrainable(Trainable):
     texts, embeddings from scratch) or ``packaged`` (the packaged MiniLM's WordPiece tokenizer,
     and its token embedding table as the starting embeddings: no download, nothing else of
     MiniLM is used). ``pooling`` and ``dropout``: see ``SiameseLSTM``; ``hidden``: the units of each
-    LSTM direction, and the vector's dimension."""
+    LSTM direction, and the vector's dimension; ``freeze_embeddings``: the token embedding table
+    stays as it starts (InferSent's fixed word vectors), so a token no training text holds keeps its
+    place among the others."""
 
     def __init__(self, texts: Sequence[str], max_seq_length: int, seed: int = 0, tokens: str = "packaged",
-                 pooling: str = "max", dropout: float = 0.0, hidden: int = 256) -> None:
+                 pooling: str = "max", dropout: float = 0.0, hidden: int = 256,
+                 freeze_embeddings: bool = False) -> None:
         seed_everything(seed)  # the initial weights are part of "same seed, same model"
         config = {"embed_dim": 200, "hidden": hidden, "out_dim": hidden, "max_seq_length": max_seq_length,
                   "pooling": pooling, "dropout": dropout}
         if tokens == "words":
             self.encoder = LSTMEncoder(build_vocab(texts), config)
-            return
-        tokenizer, table = packaged_token_embeddings()
-        self.encoder = LSTMEncoder(tokenizer, {**config, "embed_dim": int(table.shape[1])})
-        with torch.no_grad():
-            self.encoder.module.embed.weight.copy_(table)
+        else:
+            tokenizer, table = packaged_token_embeddings()
+            self.encoder = LSTMEncoder(tokenizer, {**config, "embed_dim": int(table.shape[1])})
+            with torch.no_grad():
+                self.encoder.module.embed.weight.copy_(table)
+        self.encoder.module.embed.weight.requires_grad_(not freeze_embeddings)
 
     def embed(self, texts: Sequence[str]) -> torch.Tensor:
         return self.encoder.module(self.encoder.ids(texts))
@@ -185,8 +193,9 @@ def train(
     """Train with the batch triplet loss (plus ``config.distil_weight`` x the similarity
     distillation term where a ``teacher`` is given, and ``config.margin_mse`` x the margin-MSE term
     where a cross-encoder scored the pairs); keep the epoch with the best dev accuracy (early stopping
-    after ``patience`` epochs without gain); save to ``out``. Returns a summary; the loss log goes
-    to ``out/train_log.jsonl``."""
+    after ``patience`` epochs without gain); save to ``out``. With ``config.weight_average``, the
+    moving average of the weights (``averaging.WeightAverage``) is what is evaluated and saved.
+    Returns a summary; the loss log goes to ``out/train_log.jsonl``."""
     seed_everything(config.seed)
     module = trainable.module()
     optimizer = torch.optim.AdamW(module.parameters(), lr=config.learning_rate())
@@ -194,6 +203,7 @@ def train(
     warm = max(1, int(total * config.warmup))
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min((step + 1) / warm, max(0.0, (total - step) / max(1, total - warm))))
+    average = WeightAverage(module, config.weight_average) if config.weight_average else None
     out.mkdir(parents=True, exist_ok=True)
     history, best, best_state, stale, step = [], -1.0, None, 0, 0
     started = time.perf_counter()
@@ -213,6 +223,8 @@ def train(
                 torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
                 optimizer.step()
                 schedule.step()
+                if average:
+                    average.update()
                 losses.append(loss.item())
                 step += 1
                 log.write(json.dumps({"epoch": epoch + 1, "step": step, "loss": round(losses[-1], 5)}) + "\n")
@@ -221,19 +233,22 @@ def train(
             module.eval()
             record = {"epoch": epoch + 1, "mean_loss": float(np.mean(losses)) if losses else 0.0}
             if dev:
-                record["dev_accuracy"] = pair_accuracy(trainable.encoder, dev)
+                with average.applied() if average else nullcontext():
+                    record["dev_accuracy"] = pair_accuracy(trainable.encoder, dev)
+                    if record["dev_accuracy"] > best:
+                        best, stale = record["dev_accuracy"], 0
+                        best_state = copy.deepcopy(module.state_dict())
+                    else:
+                        stale += 1
                 print(f"epoch {epoch + 1}: loss {record['mean_loss']:.4f}, dev best-threshold accuracy "
                       f"{record['dev_accuracy']:.4f}", file=sys.stderr)
-                if record["dev_accuracy"] > best:
-                    best, stale = record["dev_accuracy"], 0
-                    best_state = copy.deepcopy(module.state_dict())
-                else:
-                    stale += 1
             history.append(record)
             if dev and stale >= config.patience:
                 break
     if best_state is not None:
         module.load_state_dict(best_state)
+    elif average:
+        average.copy_to()
     trainable.save(out)
     summary = {"config": asdict(config), "pairs": len(batches.duplicates), "steps": step,
                "seconds": round(time.perf_counter() - started, 1), "epochs": history}
