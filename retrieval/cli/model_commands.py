@@ -157,7 +157,7 @@ def _model_encoder(model: Path | None, backend: str | None):  # noqa: ANN202 - E
 @click.option("--distil-from", type=str, default="auto", show_default=True, metavar="MODEL|packaged|none|auto",
               help="Also learn the cosines this model gives every pair of texts in a batch (similarity "
                    "distillation; 'packaged': the packaged MiniLM). auto: packaged for --encoder lstm (QQP dev "
-                   "recall@1 0.627 vs 0.575), none for the transformer.")
+                   "recall@1 0.627 vs 0.575, embeddings trained), none for the transformer.")
 @click.option("--distil-weight", type=click.FloatRange(0, min_open=True), default=DISTIL_WEIGHT, show_default=True,
               help="--distil-from: weight of the distillation term beside the triplet loss (10 beat 1 on QQP).")
 @click.option("--distil-variants", type=click.FloatRange(0, 0.5), default=0.0, show_default=True, metavar="RATE",
