@@ -151,7 +151,8 @@ def test_a_cross_encoder_teacher_adds_silver_pairs_mined_among_the_training_text
     result = twin("train", train, "--out", tmp_path / "m", "--batch-size", "16", "--max-seq-length", "16",
                   "--dev", dev, "--teacher-epochs", "1", "--margin-mse", "1")  # the teacher on by default (auto)
     assert result.exit_code == 0, result.output
-    assert json.loads((tmp_path / "m" / "twin_training.json").read_text())["config"]["margin_mse"] == 1.0
+    config = json.loads((tmp_path / "m" / "twin_training.json").read_text())["config"]
+    assert config["margin_mse"] == 1.0 and not config["freeze_embeddings"]  # an LSTM option only
     assert "silver pairs mined among the training texts" in result.stderr and "distillation" not in result.stderr
     assert "chosen on --dev, where the teacher scores" in result.stderr  # its own threshold, not a blind 0.5
     silver = read_labelled(tmp_path / "m" / "silver_pairs.jsonl").pairs  # what the teacher labelled is kept

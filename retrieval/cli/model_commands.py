@@ -237,7 +237,7 @@ def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epo
     config = TrainConfig(encoder_kind, epochs, batch_size, margin, lr, max_seq_length, seed,
                          topic_batches=topic_batches, distil_weight=distil_weight, margin_mse=margin_mse,
                          distil_variants=distil_variants, weight_average=weight_average,
-                         freeze_embeddings=_frozen(lstm_embeddings, lstm_tokens))
+                         freeze_embeddings=_frozen(encoder_kind, lstm_embeddings, lstm_tokens))
     texts = [t for p in pairs for t in (p.a, p.b)] + [x for t in triplets for x in t]
     distiller = _distiller(distil_from, backend, texts, distil_variants, seed) if distil_from != "none" else None
     if encoder_kind == "transformer":
@@ -260,9 +260,9 @@ def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epo
         say(f"calibrated on {dev}: tau {calibration['tau']:.4f}, accuracy {m['accuracy']:.4f}, F1 {m['f1']:.4f}")
 
 
-def _frozen(embeddings: str, tokens: str) -> bool:
-    """Whether ``--lstm-embeddings`` keeps the token embedding table as it starts."""
-    return embeddings == "freeze" or (embeddings == "auto" and tokens == "packaged")
+def _frozen(encoder_kind: str, embeddings: str, tokens: str) -> bool:
+    """Whether ``--lstm-embeddings`` keeps an LSTM's token embedding table as it starts."""
+    return encoder_kind == "lstm" and (embeddings == "freeze" or (embeddings == "auto" and tokens == "packaged"))
 
 
 @cli.command()
