@@ -116,16 +116,18 @@ def test_train_writes_a_calibrated_cnn_folder_that_loads_everywhere(cnn):
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
 
 
-def test_the_same_seed_trains_the_same_model(glyphs, tmp_path):
+def test_the_same_seed_trains_the_same_model_and_composed_classes_change_it(glyphs, tmp_path):
     import torch
 
     weights = []
-    for name in ("a", "b"):
+    for name, extra in (("a", []), ("b", []), ("c", ["--composed-classes", "0.5"])):
         result = twin("train", glyphs["dev"], "--encoder", "cnn", "--out", tmp_path / name, "--epochs", "2",
-                      "--image-size", "16", "--seed", "3")
+                      "--image-size", "16", "--seed", "3", *extra)
         assert result.exit_code == 0, result.output
         weights.append(torch.load(tmp_path / name / "model.pt", weights_only=True))
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert not all(torch.equal(weights[0][k], weights[2][k]) for k in weights[0])
+    assert json.loads((tmp_path / "c" / "twin_training.json").read_text())["config"]["composed"] == 0.5
 
 
 def test_eval_oneshot_beats_chance_on_classes_never_trained_on_and_reads_official_runs(cnn, glyphs, tmp_path):
@@ -334,3 +336,33 @@ def test_a_collapsed_batch_hard_loss_falls_back_to_batch_all_from_the_best_epoch
     summary = training.train_cnn(tree(glyphs["dev"]), tree(glyphs["test"]), config, tmp_path / "m")
     assert [e["loss"] for e in summary["epochs"]] == ["batch-all", "batch-all", "batch-hard", "batch-all"]
     assert (tmp_path / "m" / "model.pt").is_file()
+
+
+def test_joined_halves_take_each_side_from_its_own_image():
+    import torch
+
+    from retrieval.training.images import join_halves
+
+    first, second = torch.zeros(2, 1, 6, 6), torch.ones(2, 1, 6, 6)
+    joined = join_halves(first, second, torch.tensor([True, False]))
+    assert torch.equal(joined[0, 0, :, :3], torch.zeros(6, 3)) and torch.equal(joined[0, 0, :, 3:], torch.ones(6, 3))
+    assert torch.equal(joined[1, 0, :3], torch.zeros(3, 6)) and torch.equal(joined[1, 0, 3:], torch.ones(3, 6))
+
+
+def test_composed_classes_are_new_classes_made_of_two_real_ones():
+    import torch
+
+    from retrieval.training.images import _Draw, _Sampler
+
+    # 6 classes of 5 images; every pixel of image n holds n, so each half names its source image
+    pixels = torch.arange(30, dtype=torch.float32)[:, None, None, None].expand(30, 1, 8, 8).clone()
+    labels = np.repeat(np.arange(6), 5)
+    sampler = _Sampler(labels, per_batch=4, per_class=3, seed=1)
+    batch, got = _Draw(pixels, labels, sampler, torch.Generator().manual_seed(0), False, 0.0, 1.0, composed=2)()
+    assert batch.shape == (12, 1, 8, 8) and got.tolist()[6:] == [6, 6, 6, 7, 7, 7]
+    assert len(set(got.tolist()[:6])) == 2 and max(got.tolist()[:6]) < 6  # two real classes first
+    for row in range(6, 12):
+        corners = {int(batch[row, 0, 0, 0]), int(batch[row, 0, 7, 7])}  # one from each half
+        assert len(corners) == 2 and len({int(labels[n]) for n in corners}) == 2
+    for new in (range(6, 9), range(9, 12)):  # a new class's images share their two source classes
+        assert len({(int(labels[int(batch[r, 0, 0, 0])]), int(labels[int(batch[r, 0, 7, 7])])) for r in new}) == 1

@@ -63,6 +63,7 @@ class ImageTrainConfig:
     dev_episodes: int = 300
     seed: int = 0
     max_minutes: float | None = None  #: stop after the epoch that passes this time
+    composed: float = 0.0  #: share of each batch's classes that are composed of two classes' halves
 
 
 def load_pixels(labelled: Sequence[Labelled], size: int, channels: int, desc: str = "reading") -> torch.Tensor:
@@ -91,9 +92,22 @@ class _Sampler:
         self.per_batch, self.per_class = min(per_batch, len(self.classes)), per_class
         self.rng = random.Random(seed)
 
-    def batch(self) -> np.ndarray:
-        chosen = self.rng.sample(self.classes, self.per_batch)
+    def batch(self, classes: int | None = None) -> np.ndarray:
+        """K images of each of ``classes`` (default P) distinct classes, class by class."""
+        chosen = self.rng.sample(self.classes, self.per_batch if classes is None else classes)
         return np.array([i for c in chosen for i in self.rng.sample(self.members[c], self.per_class)])
+
+    def composed(self, classes: int) -> tuple[np.ndarray, np.ndarray, list[bool]]:
+        """``classes`` new classes, each made of two distinct classes (a, b) cut in half: K images of
+        a, K of b (image i of the new class joins a's image i and b's image i), and whether the
+        cut is vertical (a's left half, b's right) or horizontal (a's top, b's bottom)."""
+        firsts, seconds, vertical = [], [], []
+        for _ in range(classes):
+            a, b = self.rng.sample(self.classes, 2)
+            firsts += self.rng.sample(self.members[a], self.per_class)
+            seconds += self.rng.sample(self.members[b], self.per_class)
+            vertical.append(self.rng.random() < 0.5)
+        return np.array(firsts), np.array(seconds), vertical
 
 
 def distort(pixels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -116,6 +130,19 @@ def distort(pixels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     shift = torch.stack([uniform(-0.1, 0.1), uniform(-0.1, 0.1)], 1)[:, :, None]
     grid = torch.nn.functional.affine_grid(torch.cat([matrix, shift], 2), list(pixels.shape), align_corners=False)
     return torch.nn.functional.grid_sample(pixels, grid, padding_mode="border", align_corners=False)
+
+
+def join_halves(first: torch.Tensor, second: torch.Tensor, vertical: torch.Tensor) -> torch.Tensor:
+    """Images made of ``first``'s left (or, where ``vertical`` is False, top) half and ``second``'s
+    other half: a character no alphabet holds, as a new class to learn from. Like rotated copies,
+    this multiplies the classes (task augmentation for few training classes: Yao et al., "Improving
+    Generalization in Meta-learning via Task Augmentation", ICML 2021, mix classes into new ones;
+    here the mix is a cut, as in CutMix: Yun et al., ICCV 2019)."""
+    side = first.shape[-1]
+    columns = torch.arange(side) < side // 2
+    rows = torch.arange(first.shape[-2]) < first.shape[-2] // 2
+    keep_first = torch.where(vertical[:, None, None], columns[None, None, :], rows[None, :, None])
+    return torch.where(keep_first[:, None], first, second)
 
 
 def with_rotations(pixels: torch.Tensor, labels: np.ndarray, mirrors: bool = False) -> tuple[torch.Tensor,
@@ -144,7 +171,8 @@ def train_cnn(train: Sequence[Labelled], dev: Sequence[Labelled] | None, config:
         pixels, labels = with_rotations(pixels, labels, config.mirrors)
     sampler = _Sampler(labels, config.classes_per_batch, config.images_per_class, config.seed)
     steps = max(1, math.ceil(len(pixels) / (sampler.per_batch * sampler.per_class)))
-    draw = _Draw(pixels, labels, sampler, torch.Generator().manual_seed(config.seed), config.augment, mean, std)
+    draw = _Draw(pixels, labels, sampler, torch.Generator().manual_seed(config.seed), config.augment, mean, std,
+                 round(config.composed * sampler.per_batch))
     module = encoder.module
     optimizer = torch.optim.Adam(module.parameters(), lr=config.lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs * steps)
@@ -194,17 +222,26 @@ def train_cnn(train: Sequence[Labelled], dev: Sequence[Labelled] | None, config:
 
 
 class _Draw:
-    """Training batches: P x K images, distorted, standardised, with their classes."""
+    """Training batches: P x K images (``composed`` of the P classes made of two classes' halves),
+    distorted, standardised, with their classes."""
 
     def __init__(self, pixels: torch.Tensor, labels: np.ndarray, sampler: _Sampler, generator: torch.Generator,
-                 augment: bool, mean: float, std: float) -> None:
+                 augment: bool, mean: float, std: float, composed: int = 0) -> None:
         self.pixels, self.labels, self.sampler, self.generator = pixels, labels, sampler, generator
         self.augment, self.mean, self.std = augment, mean, std
+        self.composed = min(composed, sampler.per_batch - 1)
 
     def __call__(self) -> tuple[torch.Tensor, torch.Tensor]:
-        rows = self.sampler.batch()
-        batch = distort(self.pixels[rows], self.generator) if self.augment else self.pixels[rows]
-        return (batch - self.mean) / self.std, torch.from_numpy(self.labels[rows])
+        rows = self.sampler.batch(self.sampler.per_batch - self.composed)
+        batch, labels = self.pixels[rows], torch.from_numpy(self.labels[rows])
+        if self.composed:
+            firsts, seconds, vertical = self.sampler.composed(self.composed)
+            cut = torch.tensor(vertical).repeat_interleave(self.sampler.per_class)
+            batch = torch.cat([batch, join_halves(self.pixels[firsts], self.pixels[seconds], cut)])
+            new = int(self.labels.max()) + 1 + torch.arange(self.composed).repeat_interleave(self.sampler.per_class)
+            labels = torch.cat([labels, new])
+        batch = distort(batch, self.generator) if self.augment else batch
+        return (batch - self.mean) / self.std, labels
 
 
 def _epoch(module: torch.nn.Module, draw: _Draw, bar, loss_fn, margin: float, optimizer,  # noqa: ANN001
