@@ -366,3 +366,40 @@ def test_composed_classes_are_new_classes_made_of_two_real_ones():
         assert len(corners) == 2 and len({int(labels[n]) for n in corners}) == 2
     for new in (range(6, 9), range(9, 12)):  # a new class's images share their two source classes
         assert len({(int(labels[int(batch[r, 0, 0, 0])]), int(labels[int(batch[r, 0, 7, 7])])) for r in new}) == 1
+
+
+def test_the_selective_loss_only_pushes_a_negative_that_is_nearer_than_the_positive():
+    import torch
+
+    from retrieval.training.losses import batch_hard_triplet_loss, selective_contrastive_loss
+
+    def unit(*degrees: float) -> torch.Tensor:
+        angles = torch.tensor(degrees) * torch.pi / 180
+        return torch.stack([angles.cos(), angles.sin()], dim=1)
+
+    labels = torch.tensor([0, 0, 1])
+    # anchor 0's positive lies 60 degrees away, its negative 10: inverted; cos 10 = 0.9848
+    vectors = unit(0.0, 60.0, 10.0)
+    loss = selective_contrastive_loss(vectors, labels, 0.3)
+    hard = batch_hard_triplet_loss(vectors, labels, 0.3)
+    # anchor 1: positive 0 (cos 60 = 0.5), negative 2 (cos 50 = 0.6428): inverted too; anchor 2 has no positive
+    assert loss.item() == pytest.approx((0.9848 + 0.6428) / 2, abs=1e-4)
+    assert hard.item() == pytest.approx((0.9848 - 0.5 + 0.3 + 0.6428 - 0.5 + 0.3) / 2, abs=1e-4)
+    ordered = unit(0.0, 20.0, 90.0)  # positive nearer than the negative: the plain triplet term
+    assert selective_contrastive_loss(ordered, labels, 0.5).item() == pytest.approx(
+        batch_hard_triplet_loss(ordered, labels, 0.5).item(), abs=1e-6)
+
+
+def test_hard_loss_selective_trains_after_the_warm_up_and_is_recorded(glyphs, tmp_path):
+    from retrieval.images import class_tree as tree
+    from retrieval.training import images as training
+
+    config = training.ImageTrainConfig(epochs=3, warmup_epochs=1, image_size=16, dev_episodes=50,
+                                       hard_loss="selective")
+    summary = training.train_cnn(tree(glyphs["dev"]), tree(glyphs["test"]), config, tmp_path / "m")
+    assert [e["loss"] for e in summary["epochs"]] == ["batch-all", "selective", "selective"]
+    assert all(0 < e["mean_loss"] < 2 for e in summary["epochs"])
+    result = twin("train", glyphs["dev"], "--encoder", "cnn", "--out", tmp_path / "c", "--epochs", "1",
+                  "--image-size", "16", "--hard-loss", "selective")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "c" / "twin_training.json").read_text())["config"]["hard_loss"] == "selective"

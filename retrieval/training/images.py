@@ -34,11 +34,13 @@ from ..encoders.cnn import CNNEncoder, resize
 from ..errors import TwinError
 from ..evaluate import pair_metrics
 from ..images import Labelled
-from .losses import batch_all_triplet_loss, batch_hard_triplet_loss
+from .losses import batch_all_triplet_loss, batch_hard_triplet_loss, selective_contrastive_loss
 from .trainer import seed_everything
 
 #: Mean cosine within a batch above which the vectors have collapsed onto one (healthy: ~0.1-0.3).
 COLLAPSED = 0.95
+#: ``--hard-loss``: the loss after the batch-all warm-up.
+HARD_LOSSES = {"batch-hard": batch_hard_triplet_loss, "selective": selective_contrastive_loss}
 
 
 @dataclass
@@ -64,6 +66,7 @@ class ImageTrainConfig:
     seed: int = 0
     max_minutes: float | None = None  #: stop after the epoch that passes this time
     composed: float = 0.0  #: share of each batch's classes that are composed of two classes' halves
+    hard_loss: str = "batch-hard"  #: after the warm-up: a key of ``HARD_LOSSES``
 
 
 def load_pixels(labelled: Sequence[Labelled], size: int, channels: int, desc: str = "reading") -> torch.Tensor:
@@ -181,11 +184,11 @@ def train_cnn(train: Sequence[Labelled], dev: Sequence[Labelled] | None, config:
     with open(out / "train_log.jsonl", "w") as log:
         for epoch in range(config.epochs):
             hard_now = hard and epoch >= config.warmup_epochs
-            loss_fn = batch_hard_triplet_loss if hard_now else batch_all_triplet_loss
+            loss_fn = HARD_LOSSES[config.hard_loss] if hard_now else batch_all_triplet_loss
             bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", disable=None,
                        file=sys.stderr)
             losses, cosine = _epoch(module, draw, bar, loss_fn, config.margin, optimizer, schedule)
-            record = {"epoch": epoch + 1, "mean_loss": losses, "loss": "batch-hard" if hard_now else "batch-all",
+            record = {"epoch": epoch + 1, "mean_loss": losses, "loss": config.hard_loss if hard_now else "batch-all",
                       "mean_cosine": round(cosine, 4), "seconds": round(time.perf_counter() - started, 1)}
             if hard_now and cosine > COLLAPSED:
                 hard = False
