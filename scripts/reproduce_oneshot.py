@@ -90,7 +90,8 @@ def pixel_encoder(invert: bool):  # noqa: ANN201 - Callable
 def direction(name: str, folders: dict[str, Path], out: Path, args: argparse.Namespace) -> dict:
     model = out / f"model-{name.replace('->', '-to-')}"
     started = time.perf_counter()
-    twin("train", folders["train"], "--encoder", "cnn", "--out", model, "--dev", folders["dev"], "--force",
+    dev = ["--dev", folders["dev"]] if "dev" in folders else []  # without one: every epoch, tau on training pairs
+    twin("train", folders["train"], "--encoder", "cnn", "--out", model, *dev, "--force",
          *(["--epochs", args.epochs] if args.epochs else []), *(["--image-size", args.image_size] if args.image_size
                                                                  else []))
     train_s = time.perf_counter() - started
