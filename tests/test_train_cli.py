@@ -201,6 +201,10 @@ def test_train_distils_a_models_cosines_into_the_lstm(tmp_path):
     assert cnn.exit_code == 1 and cnn.stderr.strip().endswith("they do not apply to --encoder cnn")
     cnn = twin("train", train, "--out", tmp_path / "m3", "--encoder", "cnn", "--weight-average", "0.99")
     assert cnn.exit_code == 1 and "--weight-average work on text pairs" in cnn.stderr
+    for option in (["--hard-loss", "selective"], ["--composed-classes", "0.5"], ["--no-mirror-classes"]):
+        text = twin("train", train, "--out", tmp_path / "m5", "--encoder", "lstm", *option)
+        assert text.exit_code == 1 and text.stderr.strip().endswith("they do not apply to --encoder lstm")
+        assert not (tmp_path / "m5").exists()
     lone = twin("train", train, "--out", tmp_path / "m4", "--encoder", "lstm", "--margin-mse", "1")
     assert lone.exit_code == 1 and lone.stderr.strip().endswith("or --silver pairs that carry them")
     assert not (tmp_path / "m4").exists()

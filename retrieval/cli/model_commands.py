@@ -206,6 +206,9 @@ def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epo
         train_images(pairs_path, out, dev, epochs, margin, lr, seed, image_size, mirror_classes, composed_classes,
                      hard_loss, max_minutes, objective, force)
         return
+    if composed_classes or hard_loss != "batch-hard" or not mirror_classes:
+        raise TwinError("--composed-classes, --hard-loss and --no-mirror-classes train an image model; they do not "
+                        f"apply to --encoder {encoder_kind}")
     epochs = epochs or 1
     from ..calibrate import calibrate_model, save_calibration
     from ..pairs import drop_leaks, leakage_key
