@@ -120,7 +120,7 @@ def test_the_same_seed_trains_the_same_model_and_composed_classes_change_it(glyp
     import torch
 
     weights = []
-    for name, extra in (("a", []), ("b", []), ("c", ["--composed-classes", "0.5"])):
+    for name, extra in (("a", []), ("b", []), ("c", ["--composed-classes", "0.5"]), ("d", ["--cnn-width", "16"])):
         result = twin("train", glyphs["dev"], "--encoder", "cnn", "--out", tmp_path / name, "--epochs", "2",
                       "--image-size", "16", "--seed", "3", *extra)
         assert result.exit_code == 0, result.output
@@ -128,6 +128,8 @@ def test_the_same_seed_trains_the_same_model_and_composed_classes_change_it(glyp
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
     assert not all(torch.equal(weights[0][k], weights[2][k]) for k in weights[0])
     assert json.loads((tmp_path / "c" / "twin_training.json").read_text())["config"]["composed"] == 0.5
+    assert weights[0]["features.0.weight"].shape[0] == 64 and weights[3]["features.0.weight"].shape[0] == 16
+    assert json.loads((tmp_path / "d" / "twin_cnn.json").read_text())["width"] == 16
 
 
 def test_eval_oneshot_beats_chance_on_classes_never_trained_on_and_reads_official_runs(cnn, glyphs, tmp_path):

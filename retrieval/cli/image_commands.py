@@ -15,8 +15,8 @@ from .options import say
 
 
 def train_images(images: Path, out: Path, dev: Path | None, epochs: int | None, margin: float, lr: float | None,
-                 seed: int, image_size: int, mirrors: bool, composed: float, hard_loss: str, max_minutes: float | None,
-                 objective: str, force: bool) -> None:
+                 seed: int, image_size: int, width: int, mirrors: bool, composed: float, hard_loss: str,
+                 max_minutes: float | None, objective: str, force: bool) -> None:
     """``twin train IMAGES --encoder cnn``: see ``training.images``."""
     from ..images import class_tree
     from ..training.images import ImageTrainConfig, train_cnn
@@ -32,8 +32,8 @@ def train_images(images: Path, out: Path, dev: Path | None, epochs: int | None, 
             raise TwinError(f"--dev {dev} is the training tree itself; give classes not trained on")
     defaults = ImageTrainConfig()
     config = ImageTrainConfig(epochs=epochs or defaults.epochs, margin=margin, lr=lr or defaults.lr, seed=seed,
-                              image_size=image_size, mirrors=mirrors, composed=composed, hard_loss=hard_loss,
-                              max_minutes=max_minutes)
+                              image_size=image_size, width=width, mirrors=mirrors, composed=composed,
+                              hard_loss=hard_loss, max_minutes=max_minutes)
     say(f"train: {len(train)} images of {len({i.label for i in train})} classes from {images}"
         + (f"; dev: {len(held_out)} images of {len({i.label for i in held_out})} classes" if held_out else
            "; no --dev: every epoch runs and tau is calibrated on training pairs"))

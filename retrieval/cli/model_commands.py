@@ -104,6 +104,8 @@ def _model_encoder(model: Path | None, backend: str | None):  # noqa: ANN202 - E
                    "of classes not trained on, scored by one-shot accuracy; tau from its image pairs).")
 @click.option("--image-size", type=click.IntRange(16, 512), default=48, show_default=True,
               help="cnn: the side images are resized to (48 beat 28 and 64 on Omniglot; BENCHMARKS.md).")
+@click.option("--cnn-width", type=click.IntRange(8, 512), default=64, show_default=True,
+              help="cnn: channels of each of the four convolution blocks (compute grows with its square).")
 @click.option("--mirror-classes/--no-mirror-classes", default=True, show_default=True,
               help="cnn: the mirror image of each class (and of its 90/180/270-degree rotations, always used) is a "
                    "new class too; right for characters, wrong where mirror images are the same thing.")
@@ -185,9 +187,9 @@ def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epo
           margin: float, lr: float | None, max_seq_length: int, seed: int, dev: Path | None, exclude: tuple[Path, ...],
           objective: str, topic_batches: bool, near_miss_rows: bool, near_miss_pairs: int, first_column: str,
           second_column: str, label_column: str, no_header: bool, backend: str | None, force: bool,
-          image_size: int, mirror_classes: bool, composed_classes: float, hard_loss: str, max_minutes: float | None,
-          lstm_tokens: str,
-          lstm_pooling: str, lstm_dropout: float, lstm_hidden: int, teacher: str, silver_neighbours: int,
+          image_size: int, cnn_width: int, mirror_classes: bool, composed_classes: float, hard_loss: str,
+          max_minutes: float | None, lstm_tokens: str, lstm_pooling: str, lstm_dropout: float, lstm_hidden: int,
+          teacher: str, silver_neighbours: int,
           silver_paths: tuple[Path, ...], teacher_epochs: int, margin_mse: float, distil_from: str,
           lstm_embeddings: str, distil_weight: float, distil_variants: float, weight_average: float) -> None:
     """Train a siamese encoder with triplet loss on PAIRS (or triplets), or (--encoder cnn) on a
@@ -203,12 +205,12 @@ def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epo
                             "they do not apply to --encoder cnn")
         from .image_commands import train_images
 
-        train_images(pairs_path, out, dev, epochs, margin, lr, seed, image_size, mirror_classes, composed_classes,
-                     hard_loss, max_minutes, objective, force)
+        train_images(pairs_path, out, dev, epochs, margin, lr, seed, image_size, cnn_width, mirror_classes,
+                     composed_classes, hard_loss, max_minutes, objective, force)
         return
-    if composed_classes or hard_loss != "batch-hard" or not mirror_classes:
-        raise TwinError("--composed-classes, --hard-loss and --no-mirror-classes train an image model; they do not "
-                        f"apply to --encoder {encoder_kind}")
+    if composed_classes or hard_loss != "batch-hard" or not mirror_classes or cnn_width != 64:
+        raise TwinError("--cnn-width, --composed-classes, --hard-loss and --no-mirror-classes train an image model; "
+                        f"they do not apply to --encoder {encoder_kind}")
     epochs = epochs or 1
     from ..calibrate import calibrate_model, save_calibration
     from ..pairs import drop_leaks, leakage_key
