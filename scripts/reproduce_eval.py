@@ -5,9 +5,10 @@ the BiMPM dev split dropped by `twin train`), calibrate tau and evaluate on qqp-
 MRPC: train on GLUE's train split, calibrate on GLUE's dev split (both from the original train
 file), evaluate on the original test file.
 Rows: a bag-of-words TF-IDF cosine baseline, zero-shot MiniLM, fine-tuned MiniLM, siamese BiLSTM
-(each with `twin train`'s defaults: the transformer with its cross-encoder teacher, about 45
-minutes for QQP on 2 cores; the LSTM distilled from the packaged MiniLM), and the BiLSTM trained
-on the fine-tuned MiniLM's silver pairs and distilled from it (`--silver`, `--distil-from`).
+(each with `twin train`'s defaults: the transformer with its cross-encoder teacher, 37-63 minutes
+for QQP on 2 cores; the LSTM distilled from the packaged MiniLM), and the BiLSTM trained on the
+fine-tuned MiniLM's silver pairs and distilled from it (`--silver`, `--distil-from`,
+`--silver-epochs` 8). QQP took 104 minutes on 2 cores, MRPC 21 (BENCHMARKS.md).
 Every model step runs the `twin` CLI; the commands are printed as they run.
 
     python scripts/reproduce_eval.py [--data ../shared/data] [--out bench-out/reproduce] [--json FILE]
@@ -147,6 +148,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench-out" / "reproduce", help="models and files")
     parser.add_argument("--epochs", type=int, default=1, help="transformer epochs")
     parser.add_argument("--lstm-epochs", type=int, default=5, help="LSTM epochs (early stopping on dev)")
+    parser.add_argument("--silver-epochs", type=int, default=8,
+                        help="epochs of the LSTM on the MiniLM's silver pairs (8: BENCHMARKS.md, round 7)")
     parser.add_argument("--only", choices=["qqp", "mrpc"], default=None, help="run one data set")
     parser.add_argument("--json", dest="json_out", type=Path, default=None, help="also write the rows here")
     args = parser.parse_args()
@@ -166,7 +169,7 @@ def main() -> None:
             trained_row(LSTM, "lstm", train, dev, dev, args.out / "qqp-lstm", [],
                         ["--epochs", str(args.lstm_epochs)]),
             trained_row(LSTM_SILVER, "lstm", train, dev, dev, args.out / "qqp-lstm-silver", [],
-                        ["--epochs", str(args.lstm_epochs), *from_student(args.out / "qqp-minilm")]),
+                        ["--epochs", str(args.silver_epochs), *from_student(args.out / "qqp-minilm")]),
         ]
         print(table("QQP (BiMPM dev, 10,000 pairs; tau calibrated on the same dev)", results["qqp"]), flush=True)
         _save(args.json_out, results)
@@ -182,7 +185,7 @@ def main() -> None:
             trained_row(LSTM, "lstm", train, dev, test, args.out / "mrpc-lstm", MRPC_FLAGS,
                         ["--epochs", str(args.lstm_epochs)]),
             trained_row(LSTM_SILVER, "lstm", train, dev, test, args.out / "mrpc-lstm-silver", MRPC_FLAGS,
-                        ["--epochs", str(args.lstm_epochs), *from_student(args.out / "mrpc-minilm")]),
+                        ["--epochs", str(args.silver_epochs), *from_student(args.out / "mrpc-minilm")]),
         ]
         print(table("MRPC (test split, 1,725 pairs; tau calibrated on GLUE dev)", results["mrpc"]), flush=True)
         _save(args.json_out, results)
