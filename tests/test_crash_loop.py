@@ -34,7 +34,7 @@ ROUNDS = int(os.environ.get("TWIN_CRASH_ROUNDS", "20"))
 TARGETS = ["add", "replace", "delete", "save", "rebuild", "any"]
 #: How long after an operation begins the kill may come, seconds: within the time each one takes
 #: here, so that the kill lands inside it (a delete commits in a few ms, a rebuild takes seconds).
-KILL_WITHIN = {"add": 0.25, "replace": 0.03, "delete": 0.002, "save": 0.03, "rebuild": 1.5}
+KILL_WITHIN = {"add": 0.25, "replace": 0.03, "delete": 0.002, "save": 0.005, "rebuild": 1.5}
 #: Items the last check searches for by their text (every item's FAISS vector is compared directly).
 FINAL_SAMPLE = 2_000
 
