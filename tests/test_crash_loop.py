@@ -5,7 +5,8 @@ Two runs: ``auto`` crossing 30,000 items (so its flat index is rebuilt aside as 
 ``hnsw`` taking enough replacements and deletes to pass 1,000 tombstones (a compaction rebuild).
 The encoder is a siamese LSTM saved untrained: real encoding of real texts, fast enough for
 dozens of restarts. ``TWIN_CRASH_ROUNDS`` sets the kills per run (default 20: each kind of write
-is the target of at least three; set 50 or more for a longer soak)."""
+is the target of at least three, and up to 10 more rounds aim at any kind no kill landed in; set 50
+or more for a longer soak)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,8 @@ TARGETS = ["add", "replace", "delete", "save", "rebuild", "any"]
 #: How long after an operation begins the kill may come, seconds: within the time each one takes
 #: here, so that the kill lands inside it (a delete commits in a few ms, a rebuild takes seconds).
 KILL_WITHIN = {"add": 0.25, "replace": 0.03, "delete": 0.002, "save": 0.005, "rebuild": 1.5}
+#: Rounds at most, after ``ROUNDS``, aimed at the kinds of write no kill has landed in yet.
+EXTRA_ROUNDS = 10
 #: Items the last check searches for by their text (every item's FAISS vector is compared directly).
 FINAL_SAMPLE = 2_000
 
@@ -76,8 +79,9 @@ def parse(line: str) -> tuple[str, str, int, list[str]]:
 
 
 def run_round(folder: Path, model: Path, kind: str, round_: int, expected: Expected, target_items: int,
-              tmp: Path, seen: dict[str, int]) -> None:
-    """Start the worker, kill it at a chosen kind of moment, fold its output into ``expected``."""
+              tmp: Path, seen: dict[str, int], target: str | None = None) -> None:
+    """Start the worker, kill it at a chosen kind of moment (``target``; by default the round's turn
+    in ``TARGETS``), fold its output into ``expected``."""
     state = tmp / "state.json"
     state.write_text(json.dumps({"present": expected.present, "target_items": target_items}))
     proc = subprocess.Popen([sys.executable, "-m", "tests.crash_worker", str(folder), str(model), kind, str(round_),
@@ -86,7 +90,7 @@ def run_round(folder: Path, model: Path, kind: str, round_: int, expected: Expec
     threading.Thread(target=lambda: [lines.put(x.rstrip("\n")) for x in proc.stdout] + [lines.put(None)],
                      daemon=True).start()
     rng = random.Random(round_ * 7 + len(kind))
-    target = TARGETS[round_ % len(TARGETS)]
+    target = target or TARGETS[round_ % len(TARGETS)]
     deadline = time.monotonic() + 20
     in_flight: tuple[str, str, int, list[str]] | None = None  # (what, op, version, ids)
 
@@ -213,11 +217,22 @@ def test_sigkill_loop_keeps_every_acknowledged_write(tmp_path, kind, start_items
     for round_ in range(ROUNDS):
         run_round(folder, model, kind, round_, expected, target_items, tmp_path, seen)
         check(folder, model, expected, sample=200, rng=rng)
+    # A kill aimed at a write that ends within a few ms can land after it (a delete commits in ~2 ms):
+    # extra rounds aim again at each kind of write no kill has landed in yet, so that every kind is
+    # covered without a flaky count.
+    extra = EXTRA_ROUNDS if ROUNDS >= len(TARGETS) else 0
+    for round_ in range(ROUNDS, ROUNDS + extra):
+        missing = [t for t in ("add", "replace", "delete", "save") if t not in seen]
+        if not missing:
+            break
+        run_round(folder, model, kind, round_, expected, target_items, tmp_path, seen, target=missing[0])
+        check(folder, model, expected, sample=200, rng=rng)
     with Retriever.open(folder, model) as retriever:  # the next writer finishes what the kills left
         retriever.save()
         built = retriever.store.built_kind
     check(folder, model, expected, sample=FINAL_SAMPLE, rng=rng, every_vector=True)
     if kind == "auto" and ROUNDS >= 20:  # it crossed 30,000 items and was rebuilt as hnsw-sq8
         assert seen["most items"] >= 30_000 and (built == "hnsw-sq8" or seen.get("saved as hnsw-sq8")), (built, seen)
-    assert {"add", "replace", "delete", "save"} <= set(seen), seen  # killed in each kind of write
+    if ROUNDS >= len(TARGETS):
+        assert {"add", "replace", "delete", "save"} <= set(seen), seen  # killed in each kind of write
     assert seen.get("rebuild", 0) >= 1 or ROUNDS < len(TARGETS), seen
