@@ -69,7 +69,7 @@ def main() -> None:
     facts: dict = {"gold_pairs": len(gold)}
 
     started = time.perf_counter()
-    teacher = CrossEncoderTeacher(packaged_model_path())  # the steps of `twin train --teacher cross-encoder`
+    teacher = CrossEncoderTeacher(packaged_model_path(), seed=args.seed)  # the steps of `twin train --teacher ...`
     teacher.train(gold, args.epochs, seed=args.seed)
     facts["teacher_train_s"] = round(time.perf_counter() - started, 1)
     scores = teacher.label([(p.a, p.b) for p in dev.pairs])  # the teacher alone, for the record

@@ -118,6 +118,25 @@ def test_silver_duplicates_that_would_chain_large_groups_are_left_out():
     assert max(Counter(batches.group.values()).values()) <= 4
 
 
+def test_the_cross_encoder_teacher_depends_on_its_seed_alone():
+    from retrieval.encoders import packaged_model_path
+    from retrieval.training.teacher import CrossEncoderTeacher
+
+    pairs = [Pair(f"how do I cook {w}?", f"what is the way to cook {w}?", 1) for w in ("rice", "eggs", "beans")]
+    pairs += [Pair(f"how do I cook {w}?", f"where does {w} grow?", 0) for w in ("rice", "eggs", "beans")]
+    probe = [("how do I boil rice?", "how should rice be boiled?"), ("how do I boil rice?", "who sings opera?")]
+
+    def labels(seed: int) -> np.ndarray:
+        torch.rand(7)  # whatever drew random numbers before must not matter
+        teacher = CrossEncoderTeacher(packaged_model_path(), seed=seed)
+        teacher.train(pairs, epochs=1, batch_size=3, seed=seed)
+        return teacher.label(probe)
+
+    first = labels(0)
+    assert np.array_equal(first, labels(0))  # the new head's weights and the training: both from the seed
+    assert not np.array_equal(first, labels(1))
+
+
 def test_too_few_duplicate_pairs():
     with pytest.raises(ValueError, match="at least 2 groups"):
         TripletBatches([Pair("a", "b", 1), Pair("a", "c", 0)], batch_size=4)

@@ -38,12 +38,15 @@ from .recipe import TEACHER_EPOCHS
 class CrossEncoderTeacher:
     """A one-logit cross-encoder over a pair of texts."""
 
-    def __init__(self, base: str | Path, max_length: int = 128) -> None:
+    def __init__(self, base: str | Path, max_length: int = 128, seed: int = 0) -> None:
+        """The base model with a new one-logit head, whose initial weights come from ``seed`` alone (not
+        from whatever drew random numbers earlier in the process: same seed, same teacher)."""
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()  # "newly initialised head" is the point here, not news
         hf_logging.disable_progress_bar()
+        torch.manual_seed(seed)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(str(base))
             self.model = AutoModelForSequenceClassification.from_pretrained(str(base), num_labels=1)
@@ -141,7 +144,7 @@ def silver_pairs(pairs: Sequence[Pair], base: str | Path, encoder: Encoder, neig
     """Pairs mined among the training texts and labelled by a cross-encoder trained on ``pairs``,
     and the teacher's threshold: the best-accuracy one on ``dev`` where given (a teacher trained
     on few pairs is not calibrated at 0.5: on MRPC it called every mined pair a duplicate), else 0.5."""
-    teacher = CrossEncoderTeacher(base)
+    teacher = CrossEncoderTeacher(base, seed=seed)
     teacher.train(pairs, epochs, seed=seed)
     threshold, accuracy = 0.5, None
     if dev:
