@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import random
 from collections import Counter
 
@@ -335,6 +336,57 @@ def test_margin_mse_against_hand_computed_example():
     student, teacher = torch.tensor([0.5, 0.2]), torch.tensor([0.7, 0.2])
     assert margin_mse_loss(student, teacher).item() == pytest.approx(0.02, abs=1e-7)  # (0.2^2 + 0) / 2
     assert margin_mse_loss(student[:0], teacher[:0]).item() == 0.0
+
+
+def test_cosent_against_hand_computed_example_and_its_gradient():
+    from retrieval.training.losses import cosent_loss
+
+    cosines = torch.tensor([0.9, 0.2, 0.5, 0.4], requires_grad=True)
+    targets = torch.tensor([1.0, 0.0, 0.3, 0.3])  # ordered: 0 > 1, 0 > 2, 0 > 3, 2 > 1, 3 > 1; 2 ~ 3 tie
+    expected = math.log(1 + sum(math.exp(20 * d) for d in (0.2 - 0.9, 0.5 - 0.9, 0.4 - 0.9, 0.2 - 0.5, 0.2 - 0.4)))
+    loss = cosent_loss(cosines, targets)
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    loss.backward()
+    grad = cosines.grad
+    assert grad[0] < 0 < grad[1]  # the top-ranked pair's cosine is pulled up, the bottom one's down
+    assert grad[2] < 0 and grad[3] < 0  # each is above pair 1 by its target: pushed up from it, and
+    assert abs(grad[2]) < abs(grad[3])  # pair 3, nearer pair 1's cosine, harder than pair 2
+    assert cosent_loss(cosines, torch.ones(4)).item() == 0.0  # no order, no loss
+    assert cosent_loss(cosines[:0], targets[:0]).item() == 0.0
+
+
+def test_batches_carry_the_scores_of_their_pairs_for_the_cosent_term():
+    gold = [Pair("q a", "q b", 1), Pair("q c", "q d", 1), Pair("q e", "q f", 1), Pair("q e", "q z", 0)]
+    silver = [Pair("q a", "q x", 0, score=0.3), Pair("q g", "q h", 1, score=0.8)]
+    batches = TripletBatches(gold + silver, batch_size=3, seed=0, near_miss_pairs=2)
+    for epoch in range(3):
+        for batch in batches.epoch(epoch):
+            rows = list(zip(batch.anchors, batch.positives)) + batch.near_misses
+            assert len(batch.pair_targets) == len(rows)
+            for (a, b), target in zip(rows, batch.pair_targets):
+                pair = frozenset((a, b))
+                silver_score = {frozenset(("q a", "q x")): 0.3, frozenset(("q g", "q h")): 0.8}.get(pair)
+                assert target == (silver_score if silver_score is not None else float(pair in {
+                    frozenset(("q a", "q b")), frozenset(("q c", "q d")), frozenset(("q e", "q f"))}))
+    plain = TripletBatches(gold, batch_size=3, seed=0, near_miss_pairs=1)
+    for batch in plain.epoch(0):  # no teacher: the labels alone
+        assert batch.pair_targets == [1.0] * len(batch.anchors) + [0.0] * len(batch.near_misses)
+
+
+def test_training_with_the_cosent_term_learns_and_records_it(tmp_path):
+    from retrieval.training.trainer import LSTMTrainable, TrainConfig, train
+
+    pairs = synthetic_pairs(seed=1, n=600)
+    trainable = LSTMTrainable([t for p in pairs for t in (p.a, p.b)], max_seq_length=16, tokens="words")
+    config = TrainConfig("lstm", epochs=3, batch_size=16, patience=3, cosent=1.0)
+    summary = train(trainable, TripletBatches(pairs, batch_size=16, near_miss_pairs=8), config, tmp_path / "c",
+                    dev=synthetic_pairs(seed=2, n=300))
+    assert max(e["dev_accuracy"] for e in summary["epochs"]) >= 0.8
+    assert summary["config"]["cosent"] == 1.0
+    plain = train(LSTMTrainable([t for p in pairs for t in (p.a, p.b)], max_seq_length=16, tokens="words"),
+                  TripletBatches(pairs, batch_size=16, near_miss_pairs=8),
+                  TrainConfig("lstm", epochs=1, batch_size=16), tmp_path / "p")
+    assert summary["epochs"][0]["mean_loss"] > plain["epochs"][0]["mean_loss"]  # the term is in the loss
 
 
 def test_margin_term_compares_each_rows_cosine_gap_with_the_teachers():

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from ..errors import TwinError
-from ..training.recipe import DISTIL_WEIGHT, MARGIN_MSE_WEIGHT, TEACHER_EPOCHS
+from ..training.recipe import COSENT_WEIGHT, DISTIL_WEIGHT, MARGIN_MSE_WEIGHT, TEACHER_EPOCHS
 from .group import cli
 from .options import backend_option, say, wait_option
 
@@ -151,6 +151,10 @@ def _model_encoder(model: Path | None, backend: str | None):  # noqa: ANN202 - E
 @click.option("--margin-mse", type=click.FloatRange(0), default=MARGIN_MSE_WEIGHT, show_default=True,
               help="--teacher: weight of the margin-MSE term, which asks a triplet's cosine gap s(a, p) - s(a, n) "
                    "to equal the teacher's P(duplicate) gap (gold pairs: their labels); 0: off.")
+@click.option("--cosent", type=click.FloatRange(0), default=COSENT_WEIGHT, show_default=True,
+              help="Weight of the CoSENT term, which ranks the cosines of each batch's labelled pairs (its "
+                   "duplicate rows and near-miss pairs) in the order of their scores: a teacher's P(duplicate) "
+                   "for silver pairs, the label for gold ones (Su 2022); 0: off.")
 @click.option("--lstm-tokens", type=click.Choice(["words", "packaged"]), default="packaged", show_default=True,
               help="lstm: the packaged MiniLM's WordPiece tokenizer with its token embeddings as the start "
                    "(QQP dev accuracy 0.764 vs 0.734), or words with a vocabulary of the training texts and "
@@ -192,7 +196,7 @@ def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epo
           image_size: int, cnn_width: int, mirror_classes: bool, composed_classes: float, hard_loss: str,
           max_minutes: float | None, lstm_tokens: str, lstm_pooling: str, lstm_dropout: float, lstm_hidden: int,
           teacher: str, silver_neighbours: int,
-          silver_paths: tuple[Path, ...], teacher_epochs: int, margin_mse: float, distil_from: str,
+          silver_paths: tuple[Path, ...], teacher_epochs: int, margin_mse: float, cosent: float, distil_from: str,
           lstm_embeddings: str, distil_weight: float, distil_variants: float, weight_average: float) -> None:
     """Train a siamese encoder with triplet loss on PAIRS (or triplets), or (--encoder cnn) on a
     class tree of images, and save it to --out."""
@@ -253,7 +257,7 @@ def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epo
     except ValueError as exc:
         raise TwinError(f"{pairs_path}: {exc}") from None
     config = TrainConfig(encoder_kind, epochs, batch_size, margin, lr, max_seq_length, seed,
-                         topic_batches=topic_batches, distil_weight=distil_weight, margin_mse=margin_mse,
+                         topic_batches=topic_batches, distil_weight=distil_weight, margin_mse=margin_mse, cosent=cosent,
                          distil_variants=distil_variants, weight_average=weight_average,
                          freeze_embeddings=_frozen(encoder_kind, lstm_embeddings, lstm_tokens))
     texts = [t for p in pairs for t in (p.a, p.b)] + [x for t in triplets for x in t]

@@ -44,6 +44,9 @@ class Batch:
     #: (row, negative, whether the negative is the positive's rather than the anchor's, the teacher's
     #: margin t(x, p) - t(x, n)) for the margin-MSE term, where a teacher scored both pairs
     scored: list[tuple[int, int, bool, float]] = field(default_factory=list)
+    #: the score of each (anchor, positive) row, then of each near-miss pair, for the CoSENT term: a
+    #: teacher's P(duplicate) where it scored the pair, else the label (1 for a row, 0 for a near miss)
+    pair_targets: list[float] = field(default_factory=list)
 
 
 class Groups:
@@ -180,13 +183,14 @@ class TripletBatches:
                 margin = self._margin(a, b, x, n)
                 if margin is not None:
                     scored.append((row, len(negatives) - 1, x != a, margin))
+        near_misses = rng.sample(self.labelled_near_misses, min(self.near_miss_pairs, len(self.labelled_near_misses)))
+        targets = ([self.scores.get(frozenset((a, b)), 1.0) for a, b, _ in rows]
+                   + [self.scores.get(frozenset(pair), 0.0) for pair in near_misses])
         return Batch(
             anchors=[r[0] for r in rows], positives=[r[1] for r in rows], negatives=negatives,
             anchor_groups=[self.group[r[0]] for r in rows], positive_groups=[self.group[r[1]] for r in rows],
-            negative_groups=[self.group[n] for n in negatives],
-            near_misses=rng.sample(self.labelled_near_misses,
-                                   min(self.near_miss_pairs, len(self.labelled_near_misses))),
-            scored=scored,
+            negative_groups=[self.group[n] for n in negatives], near_misses=near_misses, scored=scored,
+            pair_targets=targets,
         )
 
     def _margin(self, a: str, b: str, x: str, n: str) -> float | None:

@@ -25,8 +25,8 @@ from ..pairs import Pair
 from ..text import normalize
 from .averaging import WeightAverage
 from .batches import TripletBatches
-from .losses import batch_triplet_loss, margin_mse_loss, similarity_distillation_loss
-from .recipe import DISTIL_WEIGHT, MARGIN_MSE_WEIGHT
+from .losses import batch_triplet_loss, cosent_loss, margin_mse_loss, similarity_distillation_loss
+from .recipe import COSENT_WEIGHT, DISTIL_WEIGHT, MARGIN_MSE_WEIGHT
 from .variants import word_variants
 
 
@@ -46,6 +46,7 @@ class TrainConfig:
     topic_batches: bool = False  #: batches of neighbouring anchors (hard in-batch negatives)
     distil_weight: float = DISTIL_WEIGHT  #: weight of the similarity distillation term (with a teacher)
     margin_mse: float = MARGIN_MSE_WEIGHT  #: weight of the margin-MSE term (on pairs a teacher scored)
+    cosent: float = COSENT_WEIGHT  #: weight of the CoSENT term over the batch's labelled pairs
     distil_variants: float = 0.0  #: recorded only: the variants are the teacher's (EmbeddingTeacher(variant_rate))
     freeze_embeddings: bool = False  #: recorded only: LSTMTrainable(freeze_embeddings) applies it
     weight_average: float = 0.0  #: decay of the moving average of the weights evaluated and saved (0: off)
@@ -191,10 +192,12 @@ def train(
     dev: Sequence[Pair] | None = None, teacher: EmbeddingTeacher | None = None,
 ) -> dict:
     """Train with the batch triplet loss (plus ``config.distil_weight`` x the similarity
-    distillation term where a ``teacher`` is given, and ``config.margin_mse`` x the margin-MSE term
-    where a cross-encoder scored the pairs); keep the epoch with the best dev accuracy (early stopping
-    after ``patience`` epochs without gain); save to ``out``. With ``config.weight_average``, the
-    moving average of the weights (``averaging.WeightAverage``) is what is evaluated and saved.
+    distillation term where a ``teacher`` is given, ``config.margin_mse`` x the margin-MSE term
+    where a cross-encoder scored the pairs, and ``config.cosent`` x the CoSENT term over the batch's
+    labelled pairs, ranked by their teacher scores or labels); keep the epoch with the best dev
+    accuracy (early stopping after ``patience`` epochs without gain); save to ``out``. With
+    ``config.weight_average``, the moving average of the weights (``averaging.WeightAverage``) is what
+    is evaluated and saved.
     Returns a summary; the loss log goes to ``out/train_log.jsonl``."""
     seed_everything(config.seed)
     module = trainable.module()
@@ -270,6 +273,10 @@ def _step(trainable: Trainable, batch, config: TrainConfig,  # noqa: ANN001 - Ba
     loss = batch_triplet_loss(vectors[:n], candidates, groups[:n], groups[n:], margin, near_scores, margin / 3)
     if config.margin_mse and batch.scored:
         loss = loss + config.margin_mse * _margin_term(vectors[:n], candidates[:n], candidates[n:], batch.scored)
+    if config.cosent:
+        cosines = (vectors[:n] * candidates[:n]).sum(dim=1)
+        cosines = torch.cat([cosines, near_scores]) if m else cosines
+        loss = loss + config.cosent * cosent_loss(cosines, torch.tensor(batch.pair_targets))
     if teacher is not None:
         extra = teacher.variants_of(batch.anchors)
         student = torch.cat([vectors, trainable.embed(extra)]) if extra else vectors
