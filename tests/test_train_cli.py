@@ -153,6 +153,7 @@ def test_a_cross_encoder_teacher_adds_silver_pairs_mined_among_the_training_text
     assert result.exit_code == 0, result.output
     config = json.loads((tmp_path / "m" / "twin_training.json").read_text())["config"]
     assert config["margin_mse"] == 1.0 and not config["freeze_embeddings"]  # an LSTM option only
+    assert config["epochs"] == 3  # a student of silver pairs, in ~10-step epochs: 3 by default (about 300 steps)
     assert "silver pairs mined among the training texts" in result.stderr and "distillation" not in result.stderr
     assert "chosen on --dev, where the teacher scores" in result.stderr  # its own threshold, not a blind 0.5
     silver = read_labelled(tmp_path / "m" / "silver_pairs.jsonl").pairs  # what the teacher labelled is kept
@@ -167,7 +168,7 @@ def test_a_cross_encoder_teacher_adds_silver_pairs_mined_among_the_training_text
     assert reused.exit_code == 0, reused.output
     assert f"silver: {len(silver)} pairs" in reused.stderr and "teacher:" not in reused.stderr  # no teacher again
     summary = json.loads((tmp_path / "lstm" / "twin_training.json").read_text())
-    assert summary["config"]["cosent"] == 0.5
+    assert summary["config"]["cosent"] == 0.5 and summary["config"]["epochs"] == 1  # an LSTM: 1 by default
     assert summary["pairs"] == json.loads((tmp_path / "m" / "twin_training.json").read_text())["pairs"]
     refused = twin("train", train, "--out", tmp_path / "m2", "--teacher", "cross-encoder", "--model", tmp_path)
     error = refused.output.strip().splitlines()[-1]  # a teacher base that is no model: one line
