@@ -203,6 +203,8 @@ def test_train_distils_a_models_cosines_into_the_lstm(tmp_path):
     assert cnn.exit_code == 1 and cnn.stderr.strip().endswith("they do not apply to --encoder cnn")
     cnn = twin("train", train, "--out", tmp_path / "m3", "--encoder", "cnn", "--weight-average", "0.99")
     assert cnn.exit_code == 1 and "--weight-average work on text pairs" in cnn.stderr
+    cnn = twin("train", train, "--out", tmp_path / "m3", "--encoder", "cnn", "--cosent", "1")
+    assert cnn.exit_code == 1 and "--cosent, --distil-from" in cnn.stderr and "Traceback" not in cnn.output
     for option in (["--hard-loss", "selective"], ["--composed-classes", "0.5"], ["--no-mirror-classes"],
                    ["--cnn-width", "32"]):
         text = twin("train", train, "--out", tmp_path / "m5", "--encoder", "lstm", *option)

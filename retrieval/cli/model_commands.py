@@ -207,10 +207,10 @@ def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epo
     if distil_from not in ("auto", "none", "packaged") and not Path(distil_from).is_dir():
         raise TwinError(f"--distil-from {distil_from}: no such model folder")
     if encoder_kind == "cnn":
-        if (teacher not in ("auto", "none") or distil_from not in ("auto", "none") or margin_mse or silver_paths
-                or weight_average):
-            raise TwinError("--teacher, --silver, --margin-mse, --distil-from and --weight-average work on text pairs; "
-                            "they do not apply to --encoder cnn")
+        if (teacher not in ("auto", "none") or distil_from not in ("auto", "none") or margin_mse or cosent
+                or silver_paths or weight_average):
+            raise TwinError("--teacher, --silver, --margin-mse, --cosent, --distil-from and --weight-average work on "
+                            "text pairs; they do not apply to --encoder cnn")
         from .image_commands import train_images
 
         train_images(pairs_path, out, dev, epochs, margin, lr, seed, image_size, cnn_width, mirror_classes,
