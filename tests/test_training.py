@@ -397,6 +397,38 @@ def test_training_with_the_cosent_term_learns_and_records_it(tmp_path):
     assert summary["epochs"][0]["mean_loss"] > plain["epochs"][0]["mean_loss"]  # the term is in the loss
 
 
+def test_in_batch_ranking_against_hand_computed_example_and_its_mask():
+    from retrieval.training.losses import in_batch_ranking_loss
+
+    anchors = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    candidates = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.8, 0.6], [0.0, 1.0]], requires_grad=True)
+    anchor_groups, candidate_groups = torch.tensor([0, 1]), torch.tensor([0, 1, 2, 0])  # candidate 3: anchor 0's group
+    loss = in_batch_ranking_loss(anchors, candidates, anchor_groups, candidate_groups)
+    first = -math.log(math.exp(20) / (math.exp(20) + math.exp(12) + math.exp(16)))  # candidate 3 masked for anchor 0
+    second = -math.log(math.exp(16) / (math.exp(0) + math.exp(16) + math.exp(12) + math.exp(20)))  # a negative here
+    assert loss.item() == pytest.approx((first + second) / 2, rel=1e-5)
+    loss.backward()
+    assert candidates.grad[1] @ anchors[1] < 0 < candidates.grad[3] @ anchors[1]  # positive pulled in, negative out
+    moved = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.8, 0.6], [1.0, 0.0]])  # anchor 0's group-mate right on it
+    alone = in_batch_ranking_loss(anchors[:1], moved, anchor_groups[:1], candidate_groups)
+    assert alone.item() == pytest.approx(first, rel=1e-5)  # a duplicate through a third text is never a negative
+
+
+def test_training_with_the_in_batch_ranking_term_learns_and_records_it(tmp_path):
+    from retrieval.training.trainer import LSTMTrainable, TrainConfig, train
+
+    pairs = synthetic_pairs(seed=1, n=600)
+    texts = [t for p in pairs for t in (p.a, p.b)]
+    config = TrainConfig("lstm", epochs=3, batch_size=16, patience=3, ranking=1.0)
+    summary = train(LSTMTrainable(texts, max_seq_length=16, tokens="words"), TripletBatches(pairs, batch_size=16),
+                    config, tmp_path / "r", dev=synthetic_pairs(seed=2, n=300))
+    assert max(e["dev_accuracy"] for e in summary["epochs"]) >= 0.8
+    assert summary["config"]["ranking"] == 1.0
+    plain = train(LSTMTrainable(texts, max_seq_length=16, tokens="words"), TripletBatches(pairs, batch_size=16),
+                  TrainConfig("lstm", epochs=1, batch_size=16), tmp_path / "p")
+    assert summary["epochs"][0]["mean_loss"] > plain["epochs"][0]["mean_loss"]  # the term is in the loss
+
+
 def test_margin_term_compares_each_rows_cosine_gap_with_the_teachers():
     from retrieval.training.trainer import _margin_term
 

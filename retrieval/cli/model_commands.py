@@ -10,7 +10,14 @@ from pathlib import Path
 import click
 
 from ..errors import TwinError
-from ..training.recipe import COSENT_WEIGHT, DISTIL_WEIGHT, MARGIN_MSE_WEIGHT, TEACHER_EPOCHS, student_epochs
+from ..training.recipe import (
+    COSENT_WEIGHT,
+    DISTIL_WEIGHT,
+    MARGIN_MSE_WEIGHT,
+    RANKING_WEIGHT,
+    TEACHER_EPOCHS,
+    student_epochs,
+)
 from .group import cli
 from .options import backend_option, say, wait_option
 
@@ -157,6 +164,10 @@ def _model_encoder(model: Path | None, backend: str | None):  # noqa: ANN202 - E
                    "duplicate rows and near-miss pairs) in the order of their scores: a teacher's P(duplicate) "
                    "for silver pairs, the label for gold ones (Su 2022). 1 gave QQP dev 0.815 vs 0.817 accuracy "
                    "and 0.869 vs 0.875 AP, MRPC dev 0.762 vs 0.772: off (0).")
+@click.option("--ranking", type=click.FloatRange(0), default=RANKING_WEIGHT, show_default=True,
+              help="Weight of the in-batch ranking term (InfoNCE, sentence-transformers' "
+                   "MultipleNegativesRankingLoss, scale 20): each anchor's positive ranked first among all the "
+                   "batch's candidates, its duplicates through a third text left out; 0: off.")
 @click.option("--lstm-tokens", type=click.Choice(["words", "packaged"]), default="packaged", show_default=True,
               help="lstm: the packaged MiniLM's WordPiece tokenizer with its token embeddings as the start "
                    "(QQP dev accuracy 0.764 vs 0.734), or words with a vocabulary of the training texts and "
@@ -198,7 +209,8 @@ def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epo
           image_size: int, cnn_width: int, mirror_classes: bool, composed_classes: float, hard_loss: str,
           max_minutes: float | None, lstm_tokens: str, lstm_pooling: str, lstm_dropout: float, lstm_hidden: int,
           teacher: str, silver_neighbours: int,
-          silver_paths: tuple[Path, ...], teacher_epochs: int, margin_mse: float, cosent: float, distil_from: str,
+          silver_paths: tuple[Path, ...], teacher_epochs: int, margin_mse: float, cosent: float, ranking: float,
+          distil_from: str,
           lstm_embeddings: str, distil_weight: float, distil_variants: float, weight_average: float) -> None:
     """Train a siamese encoder with triplet loss on PAIRS (or triplets), or (--encoder cnn) on a
     class tree of images, and save it to --out."""
@@ -208,9 +220,9 @@ def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epo
         raise TwinError(f"--distil-from {distil_from}: no such model folder")
     if encoder_kind == "cnn":
         if (teacher not in ("auto", "none") or distil_from not in ("auto", "none") or margin_mse or cosent
-                or silver_paths or weight_average):
-            raise TwinError("--teacher, --silver, --margin-mse, --cosent, --distil-from and --weight-average work on "
-                            "text pairs; they do not apply to --encoder cnn")
+                or ranking or silver_paths or weight_average):
+            raise TwinError("--teacher, --silver, --margin-mse, --cosent, --ranking, --distil-from and "
+                            "--weight-average work on text pairs; they do not apply to --encoder cnn")
         from .image_commands import train_images
 
         train_images(pairs_path, out, dev, epochs, margin, lr, seed, image_size, cnn_width, mirror_classes,
@@ -260,7 +272,7 @@ def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epo
     epochs = epochs or (student_epochs(len(batches)) if encoder_kind == "transformer" and silver else 1)
     config = TrainConfig(encoder_kind, epochs, batch_size, margin, lr, max_seq_length, seed,
                          topic_batches=topic_batches, distil_weight=distil_weight, margin_mse=margin_mse, cosent=cosent,
-                         distil_variants=distil_variants, weight_average=weight_average,
+                         ranking=ranking, distil_variants=distil_variants, weight_average=weight_average,
                          freeze_embeddings=_frozen(encoder_kind, lstm_embeddings, lstm_tokens))
     texts = [t for p in pairs for t in (p.a, p.b)] + [x for t in triplets for x in t]
     distiller = _distiller(distil_from, backend, texts, distil_variants, seed) if distil_from != "none" else None

@@ -25,8 +25,14 @@ from ..pairs import Pair
 from ..text import normalize
 from .averaging import WeightAverage
 from .batches import TripletBatches
-from .losses import batch_triplet_loss, cosent_loss, margin_mse_loss, similarity_distillation_loss
-from .recipe import COSENT_WEIGHT, DISTIL_WEIGHT, MARGIN_MSE_WEIGHT
+from .losses import (
+    batch_triplet_loss,
+    cosent_loss,
+    in_batch_ranking_loss,
+    margin_mse_loss,
+    similarity_distillation_loss,
+)
+from .recipe import COSENT_WEIGHT, DISTIL_WEIGHT, MARGIN_MSE_WEIGHT, RANKING_WEIGHT
 from .variants import word_variants
 
 
@@ -47,6 +53,7 @@ class TrainConfig:
     distil_weight: float = DISTIL_WEIGHT  #: weight of the similarity distillation term (with a teacher)
     margin_mse: float = MARGIN_MSE_WEIGHT  #: weight of the margin-MSE term (on pairs a teacher scored)
     cosent: float = COSENT_WEIGHT  #: weight of the CoSENT term over the batch's labelled pairs
+    ranking: float = RANKING_WEIGHT  #: weight of the in-batch ranking (InfoNCE) term
     distil_variants: float = 0.0  #: recorded only: the variants are the teacher's (EmbeddingTeacher(variant_rate))
     freeze_embeddings: bool = False  #: recorded only: LSTMTrainable(freeze_embeddings) applies it
     weight_average: float = 0.0  #: decay of the moving average of the weights evaluated and saved (0: off)
@@ -194,7 +201,8 @@ def train(
     """Train with the batch triplet loss (plus ``config.distil_weight`` x the similarity
     distillation term where a ``teacher`` is given, ``config.margin_mse`` x the margin-MSE term
     where a cross-encoder scored the pairs, and ``config.cosent`` x the CoSENT term over the batch's
-    labelled pairs, ranked by their teacher scores or labels); keep the epoch with the best dev
+    labelled pairs, ranked by their teacher scores or labels, and ``config.ranking`` x the in-batch
+    ranking term, each anchor's positive against all its negatives); keep the epoch with the best dev
     accuracy (early stopping after ``patience`` epochs without gain); save to ``out``. With
     ``config.weight_average``, the moving average of the weights (``averaging.WeightAverage``) is what
     is evaluated and saved.
@@ -271,6 +279,8 @@ def _step(trainable: Trainable, batch, config: TrainConfig,  # noqa: ANN001 - Ba
     near_scores = (near[0::2] * near[1::2]).sum(dim=1) if m else None
     margin = config.margin
     loss = batch_triplet_loss(vectors[:n], candidates, groups[:n], groups[n:], margin, near_scores, margin / 3)
+    if config.ranking:
+        loss = loss + config.ranking * in_batch_ranking_loss(vectors[:n], candidates, groups[:n], groups[n:])
     if config.margin_mse and batch.scored:
         loss = loss + config.margin_mse * _margin_term(vectors[:n], candidates[:n], candidates[n:], batch.scored)
     if config.cosent:
