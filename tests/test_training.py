@@ -429,6 +429,77 @@ def test_training_with_the_in_batch_ranking_term_learns_and_records_it(tmp_path)
     assert summary["epochs"][0]["mean_loss"] > plain["epochs"][0]["mean_loss"]  # the term is in the loss
 
 
+def test_the_miner_skips_group_mates_and_texts_nearly_as_close_as_the_positive():
+    from retrieval.training.mining import NegativeMiner
+
+    def unit(degrees: float) -> list[float]:
+        return [math.cos(math.radians(degrees)), math.sin(math.radians(degrees))]
+
+    angles = {"anchor": 0, "positive": 40, "mate": 5, "close": 35, "far": 50, "farther": 90}
+    groups = {"anchor": 0, "positive": 0, "mate": 0, "close": 1, "far": 2, "farther": 3}
+    miner = NegativeMiner(groups, ratio=0.95)
+    assert miner.negative("anchor", "positive") is None  # nothing mined yet
+    calls = []
+
+    def embed(texts):
+        calls.append(list(texts))
+        return np.array([unit(angles[t]) for t in texts], dtype=np.float32)
+
+    miner.refresh(embed)
+    assert sorted(calls[0]) == sorted(groups)  # every training text is embedded
+    # mate: the anchor's own group; close: cos 35 deg = 0.819 > 0.95 x cos 40 deg = 0.728; far passes
+    assert miner.negative("anchor", "positive") == "far"
+    angles["positive"] = 10  # a closer positive raises the ceiling: close passes now
+    miner.refresh(embed)
+    assert miner.negative("anchor", "positive") == "close"
+    assert miner.negatives([("anchor", "positive"), ("farther", "farther")]) == ["close", "far"]
+    assert NegativeMiner(groups, ratio=0.5).negative("anchor", "positive") is None  # not refreshed
+
+
+def test_batches_mine_negatives_with_the_model_as_it_stands_and_refresh():
+    pairs = [Pair(f"cats {i}", f"cat question {i}", 1) for i in range(8)]
+    pairs += [Pair(f"cars {i}", f"car question {i}", 1) for i in range(8)]
+    batches = TripletBatches(pairs, batch_size=4, seed=3)
+    refreshed = []
+
+    def embed(texts):  # two topics; each text's own direction inside its topic, so a pair is nearest
+        refreshed.append(len(texts))
+        v = np.array([[1.0 if t.startswith("cat") else 0.0, 0.0 if t.startswith("cat") else 1.0,
+                       0.3 * math.sin(int(t.split()[-1])), 0.3 * math.cos(int(t.split()[-1]))] for t in texts])
+        return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+
+    epoch = list(batches.epoch(0, mine=embed, mine_every=2))
+    assert len(refreshed) == -(-len(epoch) // 2) and set(refreshed) == {32}  # every 2 batches, all texts
+    for batch in epoch:
+        assert len(batch.negatives) == len(batch.anchors)  # one mined negative a row (no labelled ones here)
+        for anchor, negative in zip(batch.anchors, batch.negatives):
+            assert batches.group[negative] != batches.group[anchor]
+            assert negative.startswith(anchor[:3])  # the nearest outside the group: same topic
+    plain = list(TripletBatches(pairs, batch_size=4, seed=3).epoch(0))
+    assert [b.anchors for b in plain] == [b.anchors for b in epoch] and all(not b.negatives for b in plain)
+
+
+def test_training_with_mined_negatives_learns_and_records_it(tmp_path):
+    from retrieval.training.trainer import LSTMTrainable, TrainConfig, _encoder_of, train
+
+    pairs = synthetic_pairs(seed=1, n=600)
+    texts = [t for p in pairs for t in (p.a, p.b)]
+    config = TrainConfig("lstm", epochs=3, batch_size=16, patience=3, mined_negatives=True, mine_every=10)
+    trainable = LSTMTrainable(texts, max_seq_length=16, tokens="words")
+    summary = train(trainable, TripletBatches(pairs, batch_size=16), config, tmp_path / "m",
+                    dev=synthetic_pairs(seed=2, n=300))
+    assert max(e["dev_accuracy"] for e in summary["epochs"]) >= 0.8
+    assert summary["config"]["mined_negatives"] and summary["config"]["mine_every"] == 10
+    encode = _encoder_of(trainable)  # what mines in the middle of an epoch: no dropout, the mode left as it was
+    for mode in (True, False):
+        trainable.module().train(mode)
+        assert encode(["how do i cook rice?"]).shape == (1, trainable.encoder.dimension)
+        assert trainable.module().training == mode
+    plain = train(LSTMTrainable(texts, max_seq_length=16, tokens="words"), TripletBatches(pairs, batch_size=16),
+                  TrainConfig("lstm", epochs=1, batch_size=16), tmp_path / "p")
+    assert summary["epochs"][0]["mean_loss"] > plain["epochs"][0]["mean_loss"]  # harder negatives, higher loss
+
+
 def test_margin_term_compares_each_rows_cosine_gap_with_the_teachers():
     from retrieval.training.trainer import _margin_term
 

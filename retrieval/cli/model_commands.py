@@ -171,6 +171,13 @@ def _model_encoder(model: Path | None, backend: str | None):  # noqa: ANN202 - E
                    "MultipleNegativesRankingLoss, scale 20): each anchor's positive ranked first among all the "
                    "batch's candidates, its duplicates through a third text left out. 1 gave QQP dev "
                    "recall@1 0.696 vs 0.692 but accuracy 0.814 vs 0.817 and AP 0.872 vs 0.875: off (0).")
+@click.option("--mined-negatives/--no-mined-negatives", default=False, show_default=True,
+              help="Also give each row a negative mined among all the training texts with the model being "
+                   "trained: the anchor's nearest text outside its duplicate group whose cosine is under 0.95 x "
+                   "its positive's (the guard against unlabelled duplicates; NV-Retriever). Mined again at each "
+                   "epoch's start and every --mine-every steps.")
+@click.option("--mine-every", type=click.IntRange(0), default=0, show_default=True, metavar="STEPS",
+              help="--mined-negatives: mine again every this many steps within an epoch (0: once an epoch).")
 @click.option("--lstm-tokens", type=click.Choice(["words", "packaged"]), default="packaged", show_default=True,
               help="lstm: the packaged MiniLM's WordPiece tokenizer with its token embeddings as the start "
                    "(QQP dev accuracy 0.764 vs 0.734), or words with a vocabulary of the training texts and "
@@ -213,7 +220,7 @@ def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epo
           max_minutes: float | None, lstm_tokens: str, lstm_pooling: str, lstm_dropout: float, lstm_hidden: int,
           teacher: str, silver_neighbours: int,
           silver_paths: tuple[Path, ...], teacher_epochs: int, margin_mse: float, cosent: float, ranking: float,
-          distil_from: str,
+          mined_negatives: bool, mine_every: int, distil_from: str,
           lstm_embeddings: str, distil_weight: float, distil_variants: float, weight_average: float) -> None:
     """Train a siamese encoder with triplet loss on PAIRS (or triplets), or (--encoder cnn) on a
     class tree of images, and save it to --out."""
@@ -223,9 +230,10 @@ def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epo
         raise TwinError(f"--distil-from {distil_from}: no such model folder")
     if encoder_kind == "cnn":
         if (teacher not in ("auto", "none") or distil_from not in ("auto", "none") or margin_mse or cosent
-                or ranking or silver_paths or weight_average):
-            raise TwinError("--teacher, --silver, --margin-mse, --cosent, --ranking, --distil-from and "
-                            "--weight-average work on text pairs; they do not apply to --encoder cnn")
+                or ranking or mined_negatives or silver_paths or weight_average):
+            raise TwinError("--teacher, --silver, --margin-mse, --cosent, --ranking, --mined-negatives, "
+                            "--distil-from and --weight-average work on text pairs; they do not apply to "
+                            "--encoder cnn")
         from .image_commands import train_images
 
         train_images(pairs_path, out, dev, epochs, margin, lr, seed, image_size, cnn_width, mirror_classes,
@@ -234,6 +242,8 @@ def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epo
     if composed_classes or hard_loss != "batch-hard" or not mirror_classes or cnn_width != 64:
         raise TwinError("--cnn-width, --composed-classes, --hard-loss and --no-mirror-classes train an image model; "
                         f"they do not apply to --encoder {encoder_kind}")
+    if mine_every and not mined_negatives:
+        raise TwinError("--mine-every sets how often --mined-negatives mines: give --mined-negatives too")
     from ..calibrate import calibrate_model, save_calibration
     from ..pairs import drop_leaks, leakage_key
     from ..training.batches import TripletBatches
@@ -277,7 +287,8 @@ def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epo
     lr = lr or (STUDENT_LR if student else None)
     config = TrainConfig(encoder_kind, epochs, batch_size, margin, lr, max_seq_length, seed,
                          topic_batches=topic_batches, distil_weight=distil_weight, margin_mse=margin_mse, cosent=cosent,
-                         ranking=ranking, distil_variants=distil_variants, weight_average=weight_average,
+                         ranking=ranking, mined_negatives=mined_negatives, mine_every=mine_every,
+                         distil_variants=distil_variants, weight_average=weight_average,
                          freeze_embeddings=_frozen(encoder_kind, lstm_embeddings, lstm_tokens))
     texts = [t for p in pairs for t in (p.a, p.b)] + [x for t in triplets for x in t]
     distiller = _distiller(distil_from, backend, texts, distil_variants, seed) if distil_from != "none" else None

@@ -2,7 +2,8 @@
 
 Row i of ``anchors`` and row i of ``positives`` are duplicates; every other positive of the batch
 serves as a negative for anchor i, and so do the batch's extra hard negatives (labelled
-non-duplicates, or the third text of a triplet).
+non-duplicates, or the third text of a triplet, and optionally negatives mined with the model being
+trained: ``mining.py``).
 
 Labelled non-duplicate pairs (a, b) are near-misses: they share most words yet mean different
 things, which random in-batch negatives never teach. Optionally each one joins the batches as a row
@@ -28,6 +29,7 @@ import numpy as np
 
 from ..pairs import Pair
 from ..text import normalize
+from .mining import NegativeMiner
 
 
 @dataclass
@@ -129,11 +131,26 @@ class TripletBatches:
     def __len__(self) -> int:
         return -(-(len(self.duplicates) + len(self.near_misses)) // self.batch_size)
 
-    def epoch(self, number: int, embed: Callable[[list[str]], np.ndarray] | None = None) -> Iterator[Batch]:
+    def epoch(self, number: int, embed: Callable[[list[str]], np.ndarray] | None = None,
+              mine: Callable[[list[str]], np.ndarray] | None = None, mine_every: int = 0) -> Iterator[Batch]:
         """The batches of epoch ``number`` (0-based). With ``embed`` (texts -> unit vectors from the
         model being trained), batches are made of neighbouring anchors (k-means over the anchors,
-        one cluster a batch), so the other rows of a batch are hard negatives, not random ones."""
+        one cluster a batch), so the other rows of a batch are hard negatives, not random ones.
+        With ``mine`` (the same kind of function), each row also gets a negative mined among all the
+        training texts with the model as it stands (``mining.NegativeMiner``), refreshed at the
+        epoch's start and every ``mine_every`` batches (0: once); the batches are made as they are
+        asked for, so a refresh sees the weights trained so far."""
         rng = random.Random(self.seed * 1_000_003 + number)
+        miner = NegativeMiner(self.group) if mine is not None else None
+        made = 0
+
+        def batch(rows: list[tuple]) -> Batch:
+            nonlocal made
+            if miner is not None and (made == 0 or (mine_every and made % mine_every == 0)):
+                miner.refresh(mine)
+            made += 1
+            return self._batch(rows, rng, miner)
+
         # A row is (anchor, positive, hard negative or None); near-misses are their own positive.
         rows = [(a, b, None) for a, b in self.duplicates] + [(a, a, b) for a, b in self.near_misses]
         rng.shuffle(rows)
@@ -143,11 +160,11 @@ class TripletBatches:
         for a, b, negative in rows:
             waiting.append((a, b, negative) if negative or rng.random() < 0.5 else (b, a, None))
             if len(waiting) >= self.batch_size * 2:
-                batch, waiting = self._fill(waiting)
-                yield self._batch(batch, rng)
+                rows_now, waiting = self._fill(waiting)
+                yield batch(rows_now)
         while waiting:  # the rest: batches may shrink where groups collide (a lone row still learns
-            batch, waiting = self._fill(waiting)  # from its hard negative, if it has one)
-            yield self._batch(batch, rng)
+            rows_now, waiting = self._fill(waiting)  # from its hard negative, if it has one)
+            yield batch(rows_now)
 
     def _by_topic(self, rows: list[tuple], vectors: np.ndarray, number: int) -> list[tuple]:
         """Rows ordered cluster by cluster (clusters of about batch_size anchors)."""
@@ -172,7 +189,7 @@ class TripletBatches:
                 rest.append(row)
         return taken, rest
 
-    def _batch(self, rows: list[tuple], rng: random.Random) -> Batch:
+    def _batch(self, rows: list[tuple], rng: random.Random, miner: NegativeMiner | None = None) -> Batch:
         negatives, scored = [], []
         for row, (a, b, negative) in enumerate(rows):
             options = ([(a, negative)] if negative else
@@ -183,6 +200,8 @@ class TripletBatches:
                 margin = self._margin(a, b, x, n)
                 if margin is not None:
                     scored.append((row, len(negatives) - 1, x != a, margin))
+        if miner is not None:  # after the labelled ones, whose places ``scored`` holds
+            negatives += miner.negatives([(a, b) for a, b, _ in rows])
         near_misses = rng.sample(self.labelled_near_misses, min(self.near_miss_pairs, len(self.labelled_near_misses)))
         targets = ([self.scores.get(frozenset((a, b)), 1.0) for a, b, _ in rows]
                    + [self.scores.get(frozenset(pair), 0.0) for pair in near_misses])

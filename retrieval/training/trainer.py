@@ -8,7 +8,7 @@ import random
 import sys
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -54,6 +54,8 @@ class TrainConfig:
     margin_mse: float = MARGIN_MSE_WEIGHT  #: weight of the margin-MSE term (on pairs a teacher scored)
     cosent: float = COSENT_WEIGHT  #: weight of the CoSENT term over the batch's labelled pairs
     ranking: float = RANKING_WEIGHT  #: weight of the in-batch ranking (InfoNCE) term
+    mined_negatives: bool = False  #: each row also gets a negative mined with the model being trained
+    mine_every: int = 0  #: with mined_negatives: mine again every this many steps (0: at each epoch's start)
     distil_variants: float = 0.0  #: recorded only: the variants are the teacher's (EmbeddingTeacher(variant_rate))
     freeze_embeddings: bool = False  #: recorded only: LSTMTrainable(freeze_embeddings) applies it
     weight_average: float = 0.0  #: decay of the moving average of the weights evaluated and saved (0: off)
@@ -220,12 +222,12 @@ def train(
     started = time.perf_counter()
     with open(out / "train_log.jsonl", "w") as log:
         for epoch in range(config.epochs):
-            module.eval()
-            embed = (lambda texts: trainable.encoder.encode(texts)) if config.topic_batches else None
-            epoch_batches = list(batches.epoch(epoch, embed))
+            encode = _encoder_of(trainable)
+            epoch_batches = batches.epoch(epoch, encode if config.topic_batches else None,
+                                          encode if config.mined_negatives else None, config.mine_every)
             module.train()
             losses = []
-            bar = tqdm(epoch_batches, total=len(epoch_batches), desc=f"epoch {epoch + 1}/{config.epochs}",
+            bar = tqdm(epoch_batches, total=len(batches), desc=f"epoch {epoch + 1}/{config.epochs}",
                        unit="batch", disable=None, file=sys.stderr)
             for batch in bar:
                 loss = _step(trainable, batch, config, teacher)
@@ -265,6 +267,20 @@ def train(
                "seconds": round(time.perf_counter() - started, 1), "epochs": history}
     (out / "twin_training.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _encoder_of(trainable: Trainable) -> Callable[[list[str]], np.ndarray]:
+    """texts -> unit vectors from the weights as they stand, in eval mode (no dropout), leaving the
+    network in the mode it was in: batches call it in the middle of an epoch to mine negatives."""
+    def encode(texts: list[str]) -> np.ndarray:
+        module = trainable.module()
+        training = module.training
+        module.eval()
+        try:
+            return trainable.encoder.encode(texts)
+        finally:
+            module.train(training)
+    return encode
 
 
 def _step(trainable: Trainable, batch, config: TrainConfig,  # noqa: ANN001 - Batch
