@@ -12,7 +12,7 @@ import torch
 
 from retrieval.encoders import load_encoder, packaged_model_path
 from retrieval.pairs import read_labelled
-from retrieval.training.recipe import STUDENT_LR
+from retrieval.training.recipe import LSTM_LR, TRANSFORMER_LR
 
 from .conftest import DEMO_CSV
 from .test_cli import twin
@@ -152,10 +152,11 @@ def test_a_cross_encoder_teacher_adds_silver_pairs_mined_among_the_training_text
     result = twin("train", train, "--out", tmp_path / "m", "--batch-size", "16", "--max-seq-length", "16",
                   "--dev", dev, "--teacher-epochs", "1", "--margin-mse", "1")  # the teacher on by default (auto)
     assert result.exit_code == 0, result.output
-    config = json.loads((tmp_path / "m" / "twin_training.json").read_text())["config"]
+    trained = json.loads((tmp_path / "m" / "twin_training.json").read_text())
+    config = trained["config"]
     assert config["margin_mse"] == 1.0 and not config["freeze_embeddings"]  # an LSTM option only
     assert config["epochs"] == 3  # a student of silver pairs, in ~10-step epochs: 3 by default (about 300 steps)
-    assert config["lr"] == STUDENT_LR  # and a student's learning rate
+    assert config["lr"] is None and trained["learning_rate"] == TRANSFORMER_LR  # the transformer's rate
     assert "silver pairs mined among the training texts" in result.stderr and "distillation" not in result.stderr
     assert "chosen on --dev, where the teacher scores" in result.stderr  # its own threshold, not a blind 0.5
     silver = read_labelled(tmp_path / "m" / "silver_pairs.jsonl").pairs  # what the teacher labelled is kept
@@ -173,7 +174,7 @@ def test_a_cross_encoder_teacher_adds_silver_pairs_mined_among_the_training_text
     summary = json.loads((tmp_path / "lstm" / "twin_training.json").read_text())
     assert summary["config"]["cosent"] == summary["config"]["ranking"] == 0.5
     assert summary["config"]["mined_negatives"] and summary["config"]["mine_every"] == 3
-    assert summary["config"]["epochs"] == 1 and summary["config"]["lr"] is None  # an LSTM: its own defaults
+    assert summary["config"]["epochs"] == 1 and summary["learning_rate"] == LSTM_LR  # an LSTM: its own defaults
     assert summary["pairs"] == json.loads((tmp_path / "m" / "twin_training.json").read_text())["pairs"]
     refused = twin("train", train, "--out", tmp_path / "m2", "--teacher", "cross-encoder", "--model", tmp_path)
     error = refused.output.strip().splitlines()[-1]  # a teacher base that is no model: one line

@@ -7,7 +7,9 @@ MARGIN_MSE_WEIGHT = 0.0  #: weight of the margin-MSE term on the teacher's score
 COSENT_WEIGHT = 0.0  #: weight of the CoSENT term over each batch's labelled pairs (1 cost 0.7 AP points: off)
 RANKING_WEIGHT = 0.0  #: weight of the in-batch ranking (InfoNCE) term (1: recall@1 +0.4, accuracy -0.3 points: off)
 STUDENT_STEPS = 300  #: steps a transformer student of silver pairs is given by default, in 1-3 whole epochs
-STUDENT_LR = 4e-5  #: learning rate of a transformer student of gold + silver pairs (2e-5 before: round 9)
+MINED_NEGATIVES = False  #: negatives mined with the model being trained (recall@1 +0.6, accuracy -0.4 points: off)
+TRANSFORMER_LR = 4e-5  #: the transformer's learning rate, with a teacher or without (2e-5 before: rounds 9-10)
+LSTM_LR = 2e-3  #: the BiLSTM's learning rate
 MAX_STUDENT_EPOCHS = 3  #: MRPC's 92-step epochs: 3 beat 1 (test 0.764 vs 0.755); QQP's 467: 1 (2 take 48 min)
 
 

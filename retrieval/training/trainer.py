@@ -32,7 +32,15 @@ from .losses import (
     margin_mse_loss,
     similarity_distillation_loss,
 )
-from .recipe import COSENT_WEIGHT, DISTIL_WEIGHT, MARGIN_MSE_WEIGHT, RANKING_WEIGHT
+from .recipe import (
+    COSENT_WEIGHT,
+    DISTIL_WEIGHT,
+    LSTM_LR,
+    MARGIN_MSE_WEIGHT,
+    MINED_NEGATIVES,
+    RANKING_WEIGHT,
+    TRANSFORMER_LR,
+)
 from .variants import word_variants
 
 
@@ -44,7 +52,7 @@ class TrainConfig:
     epochs: int = 1
     batch_size: int = 32
     margin: float = 0.3
-    lr: float | None = None  #: None: 2e-5 for the transformer, 2e-3 for the LSTM
+    lr: float | None = None  #: None: recipe.TRANSFORMER_LR or recipe.LSTM_LR, by encoder
     max_seq_length: int = 64
     seed: int = 0
     warmup: float = 0.1
@@ -54,7 +62,7 @@ class TrainConfig:
     margin_mse: float = MARGIN_MSE_WEIGHT  #: weight of the margin-MSE term (on pairs a teacher scored)
     cosent: float = COSENT_WEIGHT  #: weight of the CoSENT term over the batch's labelled pairs
     ranking: float = RANKING_WEIGHT  #: weight of the in-batch ranking (InfoNCE) term
-    mined_negatives: bool = False  #: each row also gets a negative mined with the model being trained
+    mined_negatives: bool = MINED_NEGATIVES  #: each row also gets a negative mined with the model being trained
     mine_every: int = 0  #: with mined_negatives: mine again every this many steps (0: at each epoch's start)
     distil_variants: float = 0.0  #: recorded only: the variants are the teacher's (EmbeddingTeacher(variant_rate))
     freeze_embeddings: bool = False  #: recorded only: LSTMTrainable(freeze_embeddings) applies it
@@ -62,7 +70,7 @@ class TrainConfig:
 
     def learning_rate(self) -> float:
         """The learning rate, defaulted by encoder."""
-        return self.lr if self.lr is not None else (2e-5 if self.encoder == "transformer" else 2e-3)
+        return self.lr if self.lr is not None else (TRANSFORMER_LR if self.encoder == "transformer" else LSTM_LR)
 
 
 class Trainable(ABC):
@@ -263,7 +271,8 @@ def train(
     elif average:
         average.copy_to()
     trainable.save(out)
-    summary = {"config": asdict(config), "pairs": len(batches.duplicates), "steps": step,
+    summary = {"config": asdict(config), "learning_rate": config.learning_rate(), "pairs": len(batches.duplicates),
+               "steps": step,
                "seconds": round(time.perf_counter() - started, 1), "epochs": history}
     (out / "twin_training.json").write_text(json.dumps(summary, indent=2))
     return summary
