@@ -142,11 +142,17 @@ def table(title: str, rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def epochs_flag(epochs: int | None) -> list[str]:
+    """``--epochs N`` where given, else nothing: `twin train`'s default."""
+    return [] if epochs is None else ["--epochs", str(epochs)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data", help="shared data folder")
     parser.add_argument("--out", type=Path, default=ROOT / "bench-out" / "reproduce", help="models and files")
-    parser.add_argument("--epochs", type=int, default=1, help="transformer epochs")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="transformer epochs (default: twin train's own, QQP 1 and MRPC 3)")
     parser.add_argument("--lstm-epochs", type=int, default=5, help="LSTM epochs (early stopping on dev)")
     parser.add_argument("--silver-epochs", type=int, default=8,
                         help="epochs of the LSTM on the MiniLM's silver pairs (8: BENCHMARKS.md, round 7)")
@@ -165,7 +171,7 @@ def main() -> None:
             baseline_row(train, dev, dev, PairColumns()),
             zero_shot_row(dev, dev, args.out / "qqp-minilm-zero-shot", []),
             trained_row(MINILM, "transformer", train, dev, dev, args.out / "qqp-minilm",
-                        [], ["--epochs", str(args.epochs)]),
+                        [], epochs_flag(args.epochs)),
             trained_row(LSTM, "lstm", train, dev, dev, args.out / "qqp-lstm", [],
                         ["--epochs", str(args.lstm_epochs)]),
             trained_row(LSTM_SILVER, "lstm", train, dev, dev, args.out / "qqp-lstm-silver", [],
@@ -181,7 +187,7 @@ def main() -> None:
             baseline_row(train, dev, test, MRPC),
             zero_shot_row(dev, test, args.out / "mrpc-minilm-zero-shot", MRPC_FLAGS),
             trained_row(MINILM, "transformer", train, dev, test, args.out / "mrpc-minilm",
-                        MRPC_FLAGS, ["--epochs", str(args.epochs)]),
+                        MRPC_FLAGS, epochs_flag(args.epochs)),
             trained_row(LSTM, "lstm", train, dev, test, args.out / "mrpc-lstm", MRPC_FLAGS,
                         ["--epochs", str(args.lstm_epochs)]),
             trained_row(LSTM_SILVER, "lstm", train, dev, test, args.out / "mrpc-lstm-silver", MRPC_FLAGS,

@@ -14,6 +14,7 @@ Steps 1-4 are what `twin train PAIRS --teacher cross-encoder` does (``training/t
 script runs them one by one to also measure the teacher alone on dev.
 
     python scripts/teacher_eval.py [--data ../shared/data] [--out bench-out/teacher] [--json FILE]
+    python scripts/teacher_eval.py --epochs 3 --lr 4e-5 --teacher-only   # step 1 alone, at another rate
 
 The product stays a bi-encoder + cosine + tau: the teacher only labels.
 """
@@ -56,6 +57,8 @@ def main() -> None:
     parser.add_argument("--neighbours", type=int, default=2, help="candidates mined a training question")
     parser.add_argument("--threshold", type=float, default=None,
                         help="silver duplicate when P > this (default: the teacher's best-accuracy one on dev)")
+    parser.add_argument("--lr", type=float, default=2e-5, help="the cross-encoder's learning rate")
+    parser.add_argument("--teacher-only", action="store_true", help="stop after scoring the teacher on dev")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
@@ -70,7 +73,7 @@ def main() -> None:
 
     started = time.perf_counter()
     teacher = CrossEncoderTeacher(packaged_model_path(), seed=args.seed)  # the steps of `twin train --teacher ...`
-    teacher.train(gold, args.epochs, seed=args.seed)
+    teacher.train(gold, args.epochs, lr=args.lr, seed=args.seed)
     facts["teacher_train_s"] = round(time.perf_counter() - started, 1)
     scores = teacher.label([(p.a, p.b) for p in dev.pairs])  # the teacher alone, for the record
     labels = np.array([p.label for p in dev.pairs])
@@ -79,6 +82,9 @@ def main() -> None:
     facts["teacher_dev"] = {"accuracy": accuracy, "average_precision": average_precision(scores, labels),
                             "threshold": threshold}
     print(f"teacher on dev: {facts['teacher_dev']}", flush=True)
+    if args.teacher_only:
+        finish(facts, args.json)
+        return
 
     started = time.perf_counter()
     candidates = mine(gold, load_encoder(), args.neighbours)
@@ -99,9 +105,14 @@ def main() -> None:
     facts["student_train_s"] = round(time.perf_counter() - started, 1)
     facts["student_dev"] = json.loads(twin("eval", dev_path, "--model", student, "--json"))
     facts["student_retrieval"] = json.loads(twin("eval-retrieval", dev_path, "--model", student, "--json"))
+    finish(facts, args.json)
+
+
+def finish(facts: dict, path: Path | None) -> None:
+    """Print the figures, and write them to ``path`` where given."""
     print(json.dumps(facts, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(facts, indent=2))
+    if path:
+        path.write_text(json.dumps(facts, indent=2))
 
 
 if __name__ == "__main__":
