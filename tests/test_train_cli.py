@@ -150,7 +150,7 @@ def test_a_cross_encoder_teacher_adds_silver_pairs_mined_among_the_training_text
     dev = tmp_path / "dev.csv"
     write_pairs(dev, synthetic_pairs(2, 60))
     result = twin("train", train, "--out", tmp_path / "m", "--batch-size", "16", "--max-seq-length", "16",
-                  "--dev", dev, "--teacher-epochs", "1", "--margin-mse", "1")  # the teacher on by default (auto)
+                  "--dev", dev, "--teacher-epochs", "1", "--teacher-lr", "3e-5", "--margin-mse", "1")  # teacher: auto
     assert result.exit_code == 0, result.output
     trained = json.loads((tmp_path / "m" / "twin_training.json").read_text())
     config = trained["config"]
@@ -164,6 +164,10 @@ def test_a_cross_encoder_teacher_adds_silver_pairs_mined_among_the_training_text
     assert len(silver) == int(said[1]) and sum(p.label for p in silver) == int(said[2])
     clear = [p for p in silver if abs(p.score - float(said[3])) > 1e-3]  # (the threshold is printed rounded)
     assert clear and all(p.label == (p.score > float(said[3])) for p in clear)  # labels follow the scores
+    taught = trained["teacher"]  # the teacher's settings and outcome are recorded beside the student's
+    assert (taught["epochs"], taught["learning_rate"], taught["silver_pairs"]) == (1, 3e-5, len(silver))
+    assert abs(taught["threshold"] - float(said[3])) < 1e-3 and f"teacher scores {taught['dev_accuracy']:.4f}" in (
+        result.stderr) and taught["seconds"] > 0
     assert all(p.a in texts and p.b in texts and frozenset((p.a, p.b)) not in gold for p in silver)  # mined ones
     reused = twin("train", train, "--out", tmp_path / "lstm", "--encoder", "lstm", "--silver",
                   tmp_path / "m" / "silver_pairs.jsonl", "--margin-mse", "1", "--cosent", "0.5", "--ranking", "0.5",
@@ -176,6 +180,7 @@ def test_a_cross_encoder_teacher_adds_silver_pairs_mined_among_the_training_text
     assert summary["config"]["mined_negatives"] and summary["config"]["mine_every"] == 3
     assert summary["config"]["epochs"] == 1 and summary["learning_rate"] == LSTM_LR  # an LSTM: its own defaults
     assert summary["pairs"] == json.loads((tmp_path / "m" / "twin_training.json").read_text())["pairs"]
+    assert "teacher" not in summary  # reused silver: no teacher trained, none recorded
     refused = twin("train", train, "--out", tmp_path / "m2", "--teacher", "cross-encoder", "--model", tmp_path)
     error = refused.output.strip().splitlines()[-1]  # a teacher base that is no model: one line
     assert refused.exit_code == 1 and error.startswith(f"Error: {tmp_path}") and "Traceback" not in refused.output

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from ..training.recipe import (
     MINED_NEGATIVES,
     RANKING_WEIGHT,
     TEACHER_EPOCHS,
+    TEACHER_LR,
     student_epochs,
 )
 from .group import cli
@@ -45,21 +47,26 @@ def _pairs(path: Path, first: str, second: str, label: str, no_header: bool):  #
     return read_labelled(path, PairColumns(first, second, label, header=not no_header))
 
 
-def _silver(pairs: list, base: Path | None, backend: str | None, neighbours: int, epochs: int,
-            seed: int, dev: list | None) -> list:  # Pair
-    """Pairs mined among the training texts, labelled by a cross-encoder teacher trained on ``pairs``."""
+def _silver(pairs: list, base: Path | None, backend: str | None, neighbours: int, epochs: int, lr: float,
+            seed: int, dev: list | None) -> tuple[list, dict]:  # Pair
+    """Pairs mined among the training texts, labelled by a cross-encoder teacher trained on ``pairs``,
+    and what ``twin_training.json`` records of the teacher."""
     from ..encoders import packaged_model_path
     from ..training.teacher import silver_pairs
 
     if not pairs:
         raise TwinError("--teacher needs labelled pairs (triplets alone give it nothing to learn from)")
+    started = time.perf_counter()
     silver = silver_pairs(pairs, base or packaged_model_path(), _model_encoder(base, backend), neighbours, epochs,
-                          seed, dev)
+                          seed, dev, lr)
     say(f"teacher: {len(silver.pairs)} silver pairs mined among the training texts, "
         f"{sum(p.label for p in silver.pairs)} of them called duplicates (P > {silver.threshold:.3f}"
         f"{f', chosen on --dev, where the teacher scores {silver.dev_accuracy:.4f}' if dev else ''}; "
         f"{silver.left_out} more left out for chaining groups)")
-    return silver.pairs
+    record = {"epochs": epochs, "learning_rate": lr, "threshold": silver.threshold,
+              "dev_accuracy": silver.dev_accuracy, "silver_pairs": len(silver.pairs),
+              "seconds": round(time.perf_counter() - started, 1)}
+    return silver.pairs, record
 
 
 def _reused_silver(paths: tuple[Path, ...], held_out: set[str]) -> tuple[list, int]:  # Pair
@@ -158,6 +165,8 @@ def _model_encoder(model: Path | None, backend: str | None):  # noqa: ANN202 - E
 @click.option("--teacher-epochs", type=click.IntRange(1), default=TEACHER_EPOCHS, show_default=True,
               help="--teacher: passes of the cross-encoder over PAIRS (3 beat 1 on QQP and MRPC; 5 made a "
                    "better teacher but no better student, in 78 minutes).")
+@click.option("--teacher-lr", type=click.FloatRange(0, min_open=True), default=TEACHER_LR, show_default=True,
+              help="--teacher: the cross-encoder's learning rate.")
 @click.option("--margin-mse", type=click.FloatRange(0), default=MARGIN_MSE_WEIGHT, show_default=True,
               help="--teacher: weight of the margin-MSE term, which asks a triplet's cosine gap s(a, p) - s(a, n) "
                    "to equal the teacher's P(duplicate) gap (gold pairs: their labels); 0: off.")
@@ -219,8 +228,8 @@ def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epo
           second_column: str, label_column: str, no_header: bool, backend: str | None, force: bool,
           image_size: int, cnn_width: int, mirror_classes: bool, composed_classes: float, hard_loss: str,
           max_minutes: float | None, lstm_tokens: str, lstm_pooling: str, lstm_dropout: float, lstm_hidden: int,
-          teacher: str, silver_neighbours: int,
-          silver_paths: tuple[Path, ...], teacher_epochs: int, margin_mse: float, cosent: float, ranking: float,
+          teacher: str, silver_neighbours: int, silver_paths: tuple[Path, ...], teacher_epochs: int,
+          teacher_lr: float, margin_mse: float, cosent: float, ranking: float,
           mined_negatives: bool, mine_every: int, distil_from: str,
           lstm_embeddings: str, distil_weight: float, distil_variants: float, weight_average: float) -> None:
     """Train a siamese encoder with triplet loss on PAIRS (or triplets), or (--encoder cnn) on a
@@ -274,10 +283,11 @@ def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epo
                         "or --silver pairs that carry them")
     if distil_from == "auto":
         distil_from = "packaged" if encoder_kind == "lstm" else "none"
-    silver = reused
+    silver, taught = reused, {}
     if teacher == "cross-encoder":
-        silver = silver + _silver(pairs, base, backend, silver_neighbours, teacher_epochs, seed,
-                                  dev_data.pairs if dev_data else None)
+        mined, record = _silver(pairs, base, backend, silver_neighbours, teacher_epochs, teacher_lr, seed,
+                                dev_data.pairs if dev_data else None)
+        silver, taught = silver + mined, {"teacher": record}
     pairs = pairs + silver
     try:
         batches = TripletBatches(pairs, triplets, batch_size, seed, near_miss_rows, near_miss_pairs)
@@ -299,7 +309,7 @@ def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epo
                                   lstm_hidden, config.freeze_embeddings)
     if out.exists() and force:
         shutil.rmtree(out)
-    summary = run(trainable, batches, config, out, dev_data.pairs if dev_data else None, distiller)
+    summary = run(trainable, batches, config, out, dev_data.pairs if dev_data else None, distiller, taught)
     if silver:
         from ..training.teacher import SILVER_FILE, write_silver
 

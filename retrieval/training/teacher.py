@@ -32,7 +32,7 @@ from ..encoders import Encoder
 from ..errors import ModelError
 from ..pairs import Pair
 from ..text import normalize
-from .recipe import TEACHER_EPOCHS
+from .recipe import TEACHER_EPOCHS, TEACHER_LR
 
 
 class CrossEncoderTeacher:
@@ -60,7 +60,7 @@ class CrossEncoderTeacher:
         with torch.autocast("cpu", dtype=torch.bfloat16):
             return self.model(**features).logits.squeeze(-1).float()
 
-    def train(self, pairs: Sequence[Pair], epochs: int = 1, batch_size: int = 32, lr: float = 2e-5,
+    def train(self, pairs: Sequence[Pair], epochs: int = 1, batch_size: int = 32, lr: float = TEACHER_LR,
               seed: int = 0) -> None:
         """Binary cross-entropy on the labelled pairs; linear warm-up over 10% of the steps, then decay."""
         rng = random.Random(seed)
@@ -140,12 +140,13 @@ class Silver:
 
 
 def silver_pairs(pairs: Sequence[Pair], base: str | Path, encoder: Encoder, neighbours: int = 2,
-                 epochs: int = TEACHER_EPOCHS, seed: int = 0, dev: Sequence[Pair] | None = None) -> Silver:
+                 epochs: int = TEACHER_EPOCHS, seed: int = 0, dev: Sequence[Pair] | None = None,
+                 lr: float = TEACHER_LR) -> Silver:
     """Pairs mined among the training texts and labelled by a cross-encoder trained on ``pairs``,
     and the teacher's threshold: the best-accuracy one on ``dev`` where given (a teacher trained
     on few pairs is not calibrated at 0.5: on MRPC it called every mined pair a duplicate), else 0.5."""
     teacher = CrossEncoderTeacher(base, seed=seed)
-    teacher.train(pairs, epochs, seed=seed)
+    teacher.train(pairs, epochs, lr=lr, seed=seed)
     threshold, accuracy = 0.5, None
     if dev:
         from ..calibrate import best_threshold

@@ -206,7 +206,7 @@ def pair_accuracy(encoder: Encoder, pairs: Sequence[Pair]) -> float:
 
 def train(
     trainable: Trainable, batches: TripletBatches, config: TrainConfig, out: Path,
-    dev: Sequence[Pair] | None = None, teacher: EmbeddingTeacher | None = None,
+    dev: Sequence[Pair] | None = None, teacher: EmbeddingTeacher | None = None, notes: dict | None = None,
 ) -> dict:
     """Train with the batch triplet loss (plus ``config.distil_weight`` x the similarity
     distillation term where a ``teacher`` is given, ``config.margin_mse`` x the margin-MSE term
@@ -216,7 +216,8 @@ def train(
     accuracy (early stopping after ``patience`` epochs without gain); save to ``out``. With
     ``config.weight_average``, the moving average of the weights (``averaging.WeightAverage``) is what
     is evaluated and saved.
-    Returns a summary; the loss log goes to ``out/train_log.jsonl``."""
+    Returns a summary, ``notes`` added (what came before this training: the teacher's record); the
+    loss log goes to ``out/train_log.jsonl``."""
     seed_everything(config.seed)
     module = trainable.module()
     optimizer = torch.optim.AdamW(module.parameters(), lr=config.learning_rate())
@@ -273,7 +274,7 @@ def train(
     trainable.save(out)
     summary = {"config": asdict(config), "learning_rate": config.learning_rate(), "pairs": len(batches.duplicates),
                "steps": step,
-               "seconds": round(time.perf_counter() - started, 1), "epochs": history}
+               "seconds": round(time.perf_counter() - started, 1), "epochs": history, **(notes or {})}
     (out / "twin_training.json").write_text(json.dumps(summary, indent=2))
     return summary
 
