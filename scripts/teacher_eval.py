@@ -39,6 +39,7 @@ from retrieval.calibrate import best_threshold  # noqa: E402
 from retrieval.encoders import load_encoder, packaged_model_path  # noqa: E402
 from retrieval.evaluate import average_precision  # noqa: E402
 from retrieval.pairs import Pair, drop_leaks, read_labelled  # noqa: E402
+from retrieval.training.recipe import TEACHER_LR  # noqa: E402
 from retrieval.training.teacher import CrossEncoderTeacher, bounded, mine  # noqa: E402
 
 
@@ -57,7 +58,7 @@ def main() -> None:
     parser.add_argument("--neighbours", type=int, default=2, help="candidates mined a training question")
     parser.add_argument("--threshold", type=float, default=None,
                         help="silver duplicate when P > this (default: the teacher's best-accuracy one on dev)")
-    parser.add_argument("--lr", type=float, default=2e-5, help="the cross-encoder's learning rate")
+    parser.add_argument("--lr", type=float, default=TEACHER_LR, help="the cross-encoder's learning rate")
     parser.add_argument("--teacher-only", action="store_true", help="stop after scoring the teacher on dev")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None)

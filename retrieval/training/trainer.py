@@ -273,8 +273,8 @@ def train(
         average.copy_to()
     trainable.save(out)
     summary = {"config": asdict(config), "learning_rate": config.learning_rate(), "pairs": len(batches.duplicates),
-               "steps": step,
-               "seconds": round(time.perf_counter() - started, 1), "epochs": history, **(notes or {})}
+               "steps": step, "seconds": round(time.perf_counter() - started, 1), "epochs": history,
+               **(notes or {})}
     (out / "twin_training.json").write_text(json.dumps(summary, indent=2))
     return summary
 
