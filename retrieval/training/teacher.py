@@ -32,7 +32,10 @@ from ..encoders import Encoder
 from ..errors import ModelError
 from ..pairs import Pair
 from ..text import normalize
+from .lengths import by_length, forward_by_length
 from .recipe import TEACHER_EPOCHS, TEACHER_LR
+
+TRAIN_CHUNK = 8  #: pairs a forward pass in training (of a batch of 32)
 
 
 class CrossEncoderTeacher:
@@ -54,8 +57,15 @@ class CrossEncoderTeacher:
             raise ModelError(f"{base}: cannot be loaded as a cross-encoder teacher ({exc})") from None
         self.max_length = max_length
 
-    def _logits(self, first: Sequence[str], second: Sequence[str]) -> torch.Tensor:
-        features = self.tokenizer(list(first), list(second), padding=True, truncation=True,
+    def _logits(self, first: Sequence[str], second: Sequence[str], chunk: int = TRAIN_CHUNK) -> torch.Tensor:
+        """One logit a pair, the pairs run in chunks of like length (``lengths``)."""
+        first, second = list(first), list(second)
+        pieces = self.tokenizer(first, second, truncation=True, max_length=self.max_length)["input_ids"]
+        return forward_by_length(lambda rows: self._forward([first[i] for i in rows], [second[i] for i in rows]),
+                                 [len(p) for p in pieces], chunk)
+
+    def _forward(self, first: list[str], second: list[str]) -> torch.Tensor:
+        features = self.tokenizer(first, second, padding=True, truncation=True,
                                   max_length=self.max_length, return_tensors="pt")
         with torch.autocast("cpu", dtype=torch.bfloat16):
             return self.model(**features).logits.squeeze(-1).float()
@@ -96,12 +106,11 @@ class CrossEncoderTeacher:
         self.model.eval()
         with torch.inference_mode(), tqdm(total=len(pairs), desc="labelling", unit="pair", disable=None,
                                           file=sys.stderr) as bar:
-            for start in range(0, len(pairs), batch_size):
-                chunk = pairs[start:start + batch_size]
-                a, b = [p[0] for p in chunk], [p[1] for p in chunk]
-                both = torch.sigmoid(self._logits(a, b)) + torch.sigmoid(self._logits(b, a))
-                out[start:start + len(chunk)] = (both / 2).numpy()
-                bar.update(len(chunk))
+            for rows in by_length([len(a) + len(b) for a, b in pairs], batch_size):  # of like length, in characters
+                a, b = [pairs[i][0] for i in rows], [pairs[i][1] for i in rows]
+                both = torch.sigmoid(self._forward(a, b)) + torch.sigmoid(self._forward(b, a))
+                out[rows] = (both / 2).numpy()
+                bar.update(len(rows))
         return out
 
 

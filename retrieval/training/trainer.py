@@ -25,6 +25,7 @@ from ..pairs import Pair
 from ..text import normalize
 from .averaging import WeightAverage
 from .batches import TripletBatches
+from .lengths import forward_by_length
 from .losses import (
     batch_triplet_loss,
     cosent_loss,
@@ -101,7 +102,13 @@ class TransformerTrainable(Trainable):
         self.encoder = _InMemoryTransformer(self)
 
     def embed(self, texts: Sequence[str]) -> torch.Tensor:
-        features = self.model.preprocess(list(texts))
+        """Unit vectors, the texts run in chunks of like length (``lengths``): half the padding work."""
+        texts = list(texts)
+        pieces = self.model.tokenizer(texts, truncation=True, max_length=self.model.max_seq_length)["input_ids"]
+        return forward_by_length(lambda chunk: self._embed([texts[i] for i in chunk]), [len(p) for p in pieces])
+
+    def _embed(self, texts: list[str]) -> torch.Tensor:
+        features = self.model.preprocess(texts)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
             out = self.model(features)["sentence_embedding"]
         return torch.nn.functional.normalize(out.float(), dim=1)
