@@ -4,7 +4,7 @@ A batch padded to its longest text spends most of its work on padding: 128 QQP q
 word pieces and pad to about 48. Every text's vector (and a cross-encoder's logit for each pair)
 depends on that input alone, so a batch may run as chunks of texts of like length, each padded to
 its own longest, and the rows be put back in order: the same result for about half the work
-(``BENCHMARKS.md``, "Training time").
+(``BENCHMARKS.md``, round 12).
 """
 
 from __future__ import annotations
