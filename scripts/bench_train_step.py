@@ -5,7 +5,8 @@ Three timings on real QQP questions, each both ways in one run (``retrieval/trai
 - the transformer student's step: forward and backward over a batch's 128 texts (32 anchors, 32
   positives, 32 near-miss pairs), in one pass padded to the longest, or in chunks of 32;
 - the cross-encoder teacher's step: forward and backward over 32 pairs, in one pass or chunks of 8;
-- the teacher's labelling: both orders of N pairs, 128 a pass, in file order or sorted by length.
+- the teacher's labelling of N pairs, 128 a pass: both orders in file order, both orders sorted by
+  length, and one order sorted by length (``CrossEncoderTeacher.label`` since round 13).
 
     python scripts/bench_train_step.py [--pairs ../shared/data/qqp-glue-train-sample/new_dev.tsv]
                                        [--steps 8] [--label 2048] [--json FILE]
@@ -29,7 +30,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from retrieval.encoders import packaged_model_path  # noqa: E402
-from retrieval.training.lengths import CHUNK  # noqa: E402
+from retrieval.training.lengths import CHUNK, by_length  # noqa: E402
 from retrieval.training.teacher import TRAIN_CHUNK, CrossEncoderTeacher  # noqa: E402
 from retrieval.training.trainer import TransformerTrainable  # noqa: E402
 
@@ -86,16 +87,27 @@ def teacher(pairs: list[tuple[str, str]], steps: int, label: int,
             f"chunks_of_{TRAIN_CHUNK}": seconds_a_step(run(TRAIN_CHUNK), steps)}
     model.model.eval()
     chosen = rng.sample(pairs, label)
-    start = time.perf_counter()
-    with torch.inference_mode():
-        for s in range(0, label, 128):
-            a, b = [p[0] for p in chosen[s:s + 128]], [p[1] for p in chosen[s:s + 128]]
-            model._forward(a, b), model._forward(b, a)
-    labelling = {"file_order": time.perf_counter() - start}
+    return {"teacher_step": step, "labelling": labelling(model, chosen)}
+
+
+def labelling(model: CrossEncoderTeacher, chosen: list[tuple[str, str]]) -> dict[str, float]:
+    """Seconds to label ``chosen``: both orders in file order (round 11), both orders sorted by
+    length (round 12), and ``label`` as it is: one order, sorted by length (round 13)."""
+    def both_orders(batches: list[list[int]]) -> float:
+        start = time.perf_counter()
+        with torch.inference_mode():
+            for rows in batches:
+                a, b = [chosen[i][0] for i in rows], [chosen[i][1] for i in rows]
+                model._forward(a, b), model._forward(b, a)
+        return time.perf_counter() - start
+
+    in_order = [list(range(s, min(s + 128, len(chosen)))) for s in range(0, len(chosen), 128)]
+    timings = {"file_order_both": both_orders(in_order),
+               "by_length_both": both_orders(by_length([len(a) + len(b) for a, b in chosen], 128))}
     start = time.perf_counter()
     model.label(chosen)
-    labelling["by_length"] = time.perf_counter() - start
-    return {"teacher_step": step, "labelling": labelling}
+    timings["by_length_one"] = time.perf_counter() - start
+    return timings
 
 
 def main() -> None:

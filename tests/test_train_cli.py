@@ -139,11 +139,10 @@ def test_a_cross_encoder_teacher_adds_silver_pairs_mined_among_the_training_text
 
     teacher = CrossEncoderTeacher(packaged_model_path())
     teacher.train(train_pairs, epochs=1, batch_size=16)
-    probabilities = teacher.label([(p.a, p.b) for p in train_pairs] + [(p.b, p.a) for p in train_pairs])
-    half = len(train_pairs)
-    assert np.allclose(probabilities[:half], probabilities[half:], atol=1e-6)  # symmetric by construction
+    probabilities = teacher.label([(p.a, p.b) for p in train_pairs])
+    assert ((probabilities >= 0) & (probabilities <= 1)).all()
     labels = np.array([p.label for p in train_pairs])
-    assert probabilities[:half][labels == 1].mean() > probabilities[:half][labels == 0].mean()  # it learned
+    assert probabilities[labels == 1].mean() > probabilities[labels == 0].mean()  # it learned
 
     train = tmp_path / "train.csv"
     write_pairs(train, train_pairs)
@@ -155,7 +154,7 @@ def test_a_cross_encoder_teacher_adds_silver_pairs_mined_among_the_training_text
     trained = json.loads((tmp_path / "m" / "twin_training.json").read_text())
     config = trained["config"]
     assert config["margin_mse"] == 1.0 and not config["freeze_embeddings"]  # an LSTM option only
-    assert config["epochs"] == 3  # a student of silver pairs, in ~10-step epochs: 3 by default (about 300 steps)
+    assert config["epochs"] == 3  # a student of silver pairs, in ~10-step epochs: 3 by default (at most)
     assert config["lr"] is None and trained["learning_rate"] == TRANSFORMER_LR  # the transformer's rate
     assert "silver pairs mined among the training texts" in result.stderr and "distillation" not in result.stderr
     assert "chosen on --dev, where the teacher scores" in result.stderr  # its own threshold, not a blind 0.5

@@ -6,7 +6,7 @@ al., "Augmented SBERT", NAACL 2021).
    pairs, each shown either way round.
 2. ``mine``: candidate pairs among the training texts only: each text's nearest other texts by
    the base bi-encoder, minus the pairs already labelled.
-3. ``CrossEncoderTeacher.label``: P(duplicate), the mean over both orders; above the teacher's
+3. ``CrossEncoderTeacher.label``: P(duplicate) of the pair as mined; above the teacher's
    threshold (its best-accuracy one on the dev pairs, or 0.5 without them) a silver duplicate,
    else a silver non-duplicate.
 4. ``bounded``: silver duplicates that would chain duplicate groups into large ones are left out.
@@ -101,15 +101,16 @@ class CrossEncoderTeacher:
         self.model.eval()
 
     def label(self, pairs: Sequence[tuple[str, str]], batch_size: int = 128) -> np.ndarray:
-        """P(duplicate) of each pair: the mean of both orders' probabilities."""
+        """P(duplicate) of each pair, in the order given. The teacher saw each training pair either
+        way round; the mean of both orders, twice the work, was the default until round 13, whose
+        one-order teacher's student scored as well (BENCHMARKS.md)."""
         out = np.empty(len(pairs), np.float32)
         self.model.eval()
         with torch.inference_mode(), tqdm(total=len(pairs), desc="labelling", unit="pair", disable=None,
                                           file=sys.stderr) as bar:
             for rows in by_length([len(a) + len(b) for a, b in pairs], batch_size):  # of like length, in characters
-                a, b = [pairs[i][0] for i in rows], [pairs[i][1] for i in rows]
-                both = torch.sigmoid(self._forward(a, b)) + torch.sigmoid(self._forward(b, a))
-                out[rows] = (both / 2).numpy()
+                out[rows] = torch.sigmoid(self._forward([pairs[i][0] for i in rows],
+                                                        [pairs[i][1] for i in rows])).numpy()
                 bar.update(len(rows))
         return out
 
