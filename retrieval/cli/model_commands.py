@@ -106,7 +106,7 @@ def _model_encoder(model: Path | None, backend: str | None):  # noqa: ANN202 - E
               help="transformer: the sentence-transformers folder to start from (default: packaged MiniLM).")
 @click.option("--epochs", type=click.IntRange(1), default=None,
               help="Passes over the pairs (default 1; a transformer on gold + silver pairs: the whole epochs nearest "
-                   "to 300 steps, 1-3: MRPC 3, QQP 1), or over the images (cnn: at most this many, default 20; "
+                   "to 900 steps, 1-3: MRPC 3, QQP 2), or over the images (cnn: at most this many, default 20; "
                    "early stopping on --dev).")
 @click.option("--batch-size", type=click.IntRange(2), default=32, show_default=True, help="Duplicate pairs a batch.")
 @click.option("--margin", type=click.FloatRange(0, 2), default=0.3, show_default=True,
@@ -153,8 +153,8 @@ def _model_encoder(model: Path | None, backend: str | None):  # noqa: ANN202 - E
 @click.option("--teacher", type=click.Choice(["auto", "none", "cross-encoder"]), default="auto", show_default=True,
               help="cross-encoder: first train a cross-encoder from the base model on PAIRS, let it label pairs "
                    "mined among the training texts (--silver-neighbours a text; its threshold chosen on --dev), "
-                   "and train on gold + silver (QQP dev: accuracy 0.818 vs 0.801, AP 0.877 vs 0.863, 37 min vs "
-                   "5 on 2 cores; BENCHMARKS.md). auto: cross-encoder for --encoder transformer on labelled "
+                   "and train on gold + silver (QQP dev: accuracy 0.8237 vs 0.809, AP 0.8895 vs 0.868, 33 min vs "
+                   "8 on 2 cores; BENCHMARKS.md). auto: cross-encoder for --encoder transformer on labelled "
                    "pairs, none otherwise.")
 @click.option("--silver-neighbours", type=click.IntRange(1, 50), default=2, show_default=True,
               help="--teacher: candidate pairs mined a training text (its nearest others by the base model).")
@@ -163,11 +163,11 @@ def _model_encoder(model: Path | None, backend: str | None):  # noqa: ANN202 - E
                    "into its model folder), trained on beside PAIRS without training a teacher again "
                    "(repeatable; --teacher auto then trains none).")
 @click.option("--teacher-epochs", type=click.IntRange(1), default=TEACHER_EPOCHS, show_default=True,
-              help="--teacher: passes of the cross-encoder over PAIRS (3 beat 1 on QQP and MRPC; 5 made a "
-                   "better teacher but no better student, in 78 minutes).")
+              help="--teacher: passes of the cross-encoder over PAIRS (2 at 4e-5: 0.827 on QQP dev, as good as 3 "
+                   "at 2e-5 in two thirds of the steps; 5 at 2e-5 made a better teacher but no better student).")
 @click.option("--teacher-lr", type=click.FloatRange(0, min_open=True), default=TEACHER_LR, show_default=True,
-              help="--teacher: the cross-encoder's learning rate (4e-5 made a better teacher on QQP dev, 0.835 vs "
-                   "0.828, but no better student).")
+              help="--teacher: the cross-encoder's learning rate (3 epochs: 0.835 on QQP dev at 4e-5, 0.828 at "
+                   "2e-5).")
 @click.option("--margin-mse", type=click.FloatRange(0), default=MARGIN_MSE_WEIGHT, show_default=True,
               help="--teacher: weight of the margin-MSE term, which asks a triplet's cosine gap s(a, p) - s(a, n) "
                    "to equal the teacher's P(duplicate) gap (gold pairs: their labels); 0: off.")
