@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -108,13 +109,24 @@ def plot(scores: np.ndarray, labels: np.ndarray, tau: float, out: Path | BinaryI
     plt.close(fig)
 
 
-def retrieval_metrics(encoder: Encoder, pairs: Sequence[Pair], ks: Sequence[int] = (1, 5, 10)) -> dict:
-    """The one-shot retrieval claim measured: the question groups are the connected components of
-    the duplicate pairs; every distinct question is indexed; each question of a group of two or
-    more is a query, scored against the rest of its group (itself excluded).
+@dataclass
+class RetrievalRun:
+    """One model's answers to the one-shot retrieval queries of a pair file: ``questions`` are its
+    distinct normalised texts, in ``n_groups`` duplicate groups; for each query (an index into
+    ``questions``), ``relevant`` holds the rest of its group and ``ranked`` its nearest other
+    questions, best first."""
 
-    recall@k = |relevant in top k| / |relevant|, MRR@10 = mean of 1 / rank of the first relevant
-    hit within 10 (0 when none), over all queries."""
+    questions: list[str]
+    n_groups: int
+    queries: list[int]
+    relevant: list[set[int]]
+    ranked: list[list[int]]
+
+
+def retrieval_run(encoder: Encoder, pairs: Sequence[Pair], depth: int = 10) -> RetrievalRun:
+    """Index every distinct question of ``pairs`` and rank the ``depth`` nearest others of each
+    question of a group of two or more; the groups are the connected components of the duplicate
+    pairs."""
     from index import VectorStore
 
     groups = Groups()
@@ -125,27 +137,37 @@ def retrieval_metrics(encoder: Encoder, pairs: Sequence[Pair], ks: Sequence[int]
             groups.union(a, b)
     group_of = groups.ids()
     questions = sorted(group_of)
-    members: dict[int, list[int]] = {}
+    members: dict[int, set[int]] = {}
     for i, q in enumerate(questions):
-        members.setdefault(group_of[q], []).append(i)
+        members.setdefault(group_of[q], set()).add(i)
     queries = [i for i, q in enumerate(questions) if len(members[group_of[q]]) > 1]
-    depth = max(max(ks), 10) + 1
     with tempfile.TemporaryDirectory() as folder:
         store = VectorStore.create(Path(folder) / "ix", encoder.dimension, "flat")
         vectors = encoder.encode(questions, 128)
         store.add([str(i) for i in range(len(questions))], vectors)
-        hits = store.search(vectors[queries], k=min(depth, len(questions)))
+        hits = store.search(vectors[queries], k=min(depth + 1, len(questions)))
         store.close()
+    ranked = [[int(h.id) for h in row if int(h.id) != query][:depth] for query, row in zip(queries, hits)]
+    relevant = [members[group_of[questions[query]]] - {query} for query in queries]
+    return RetrievalRun(questions, len(members), queries, relevant, ranked)
+
+
+def retrieval_metrics(encoder: Encoder, pairs: Sequence[Pair], ks: Sequence[int] = (1, 5, 10)) -> dict:
+    """The one-shot retrieval claim measured (``retrieval_run``): every distinct question is
+    indexed; each question of a group of two or more is a query, scored against the rest of its
+    group (itself excluded).
+
+    recall@k = |relevant in top k| / |relevant|, MRR@10 = mean of 1 / rank of the first relevant
+    hit within 10 (0 when none), over all queries."""
+    run = retrieval_run(encoder, pairs, max(max(ks), 10))
     recalls = {k: [] for k in ks}
     reciprocal = []
-    for query, row in zip(queries, hits):
-        ranked = [int(h.id) for h in row if int(h.id) != query]
-        relevant = set(members[group_of[questions[query]]]) - {query}
+    for relevant, ranked in zip(run.relevant, run.ranked):
         for k in ks:
             recalls[k].append(len(relevant & set(ranked[:k])) / len(relevant))
         first = next((r for r, i in enumerate(ranked[:10], 1) if i in relevant), None)
         reciprocal.append(1 / first if first else 0.0)
-    out = {"n_questions": len(questions), "n_groups": len(members), "n_queries": len(queries)}
+    out = {"n_questions": len(run.questions), "n_groups": run.n_groups, "n_queries": len(run.queries)}
     out.update({f"recall@{k}": float(np.mean(v)) if v else 0.0 for k, v in recalls.items()})
     out["mrr@10"] = float(np.mean(reciprocal)) if reciprocal else 0.0
     return out

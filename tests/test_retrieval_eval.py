@@ -1,0 +1,79 @@
+"""The one-shot retrieval evaluation: groups, queries and rankings with the real packaged model, the
+metrics computed from them, and scripts/compare_retrieval.py's query-by-query comparison."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from retrieval.evaluate import RetrievalRun, retrieval_metrics, retrieval_run
+from retrieval.pairs import Pair
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "compare_retrieval.py"
+sys.path.insert(0, str(SCRIPT.parent))
+
+from compare_retrieval import differences, summary  # noqa: E402
+
+PAIRS = [
+    Pair("How do I learn Python quickly?", "What is the fastest way to learn Python?", 1),
+    Pair("What is the fastest way to learn Python?", "How can I learn Python fast?", 1),  # a chain: one group of 3
+    Pair("How do I bake bread at home?", "What is the capital of France?", 0),
+    Pair("How do I lose weight fast?", "What is the quickest way to lose weight?", 1),
+    Pair("How do I lose weight fast?", "How do I gain weight fast?", 0),  # a labelled near-miss
+]
+
+
+def test_groups_queries_and_rankings(encoder):
+    run = retrieval_run(encoder, PAIRS, depth=3)
+    assert len(run.questions) == 8 and run.n_groups == 5  # {3 python}, {bread}, {france}, {2 lose}, {gain}
+    assert len(run.questions) == len(set(run.questions))
+    python = {i for i, q in enumerate(run.questions) if "python" in q.lower()}
+    assert {run.questions[q] for q in run.queries} == {run.questions[i] for i in python} | {
+        "How do I lose weight fast?", "What is the quickest way to lose weight?"}
+    for query, relevant, ranked in zip(run.queries, run.relevant, run.ranked):
+        assert query not in relevant and query not in ranked and len(ranked) == 3 == len(set(ranked))
+        if query in python:
+            assert relevant == python - {query}
+            assert set(ranked[:2]) == relevant  # the packaged model puts both paraphrases first
+        else:
+            assert len(relevant) == 1
+
+
+def test_metrics_follow_the_rankings(encoder):
+    metrics = retrieval_metrics(encoder, PAIRS, ks=(1, 2))
+    run = retrieval_run(encoder, PAIRS, depth=10)
+    expected = sum(len(r & set(k[:1])) / len(r) for r, k in zip(run.relevant, run.ranked)) / len(run.queries)
+    assert metrics["recall@1"] == pytest.approx(expected)
+    assert metrics["n_queries"] == 5 and metrics["n_groups"] == 5 and metrics["n_questions"] == 8
+    assert metrics["recall@1"] <= metrics["recall@2"] <= 1 and metrics["recall@1"] <= 0.5 * 3 / 5 + 2 / 5
+
+
+def test_compare_counts_where_two_runs_differ():
+    questions = ["a", "a2", "b", "b2", "c"]
+    relevant = [{1}, {0}, {3}, {2}]
+    first = RetrievalRun(questions, 3, [0, 1, 2, 3], relevant, [[1], [0], [3], [4]])
+    other = RetrievalRun(questions, 3, [0, 1, 2, 3], relevant, [[4], [0], [1], [4]])
+    near_misses = {("a", "c"), ("c", "a")}
+    assert summary(other, near_misses) == {"hit@1": 0.25, "wrong": 3, "wrong_labelled_non_duplicate": 1 / 3,
+                                           "wrong_distinct": 2, "wrong_most_often": 2}
+    found = differences(first, other, examples=5, seed=0)
+    assert (found["both"], found["neither"], found["first_only"], found["other_only"]) == (1, 1, 2, 0)
+    assert found["examples"] == [{"query": "a", "first_top": "a2", "other_top": "c"},
+                                 {"query": "b", "first_top": "b2", "other_top": "a2"}]
+
+
+def test_the_script_compares_two_models(tmp_path):
+    pairs = tmp_path / "pairs.tsv"
+    rows = ["question1\tquestion2\tis_duplicate"] + [f"{p.a}\t{p.b}\t{p.label}" for p in PAIRS]
+    pairs.write_text("\n".join(rows) + "\n")
+    done = subprocess.run([sys.executable, str(SCRIPT), str(pairs), "--model", "packaged", "--model", "packaged",
+                           "--json", str(tmp_path / "out.json")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    out = json.loads((tmp_path / "out.json").read_text())
+    same = out["against_first"]["packaged"]
+    assert same["first_only"] == same["other_only"] == 0 and same["both"] + same["neither"] == 5
+    assert 0 < out["models"]["packaged"]["hit@1"] <= 1
