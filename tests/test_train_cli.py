@@ -170,12 +170,13 @@ def test_a_cross_encoder_teacher_adds_silver_pairs_mined_among_the_training_text
     assert all(p.a in texts and p.b in texts and frozenset((p.a, p.b)) not in gold for p in silver)  # mined ones
     reused = twin("train", train, "--out", tmp_path / "lstm", "--encoder", "lstm", "--silver",
                   tmp_path / "m" / "silver_pairs.jsonl", "--margin-mse", "1", "--cosent", "0.5", "--ranking", "0.5",
-                  "--mined-negatives", "--mine-every", "3", "--batch-size", "16",
+                  "--ranking-memory", "64", "--mined-negatives", "--mine-every", "3", "--batch-size", "16",
                   "--max-seq-length", "16", "--distil-from", "none", "--dev", dev)
     assert reused.exit_code == 0, reused.output
     assert f"silver: {len(silver)} pairs" in reused.stderr and "teacher:" not in reused.stderr  # no teacher again
     summary = json.loads((tmp_path / "lstm" / "twin_training.json").read_text())
     assert summary["config"]["cosent"] == summary["config"]["ranking"] == 0.5
+    assert summary["config"]["ranking_memory"] == 64
     assert summary["config"]["mined_negatives"] and summary["config"]["mine_every"] == 3
     assert summary["config"]["epochs"] == 1 and summary["learning_rate"] == LSTM_LR  # an LSTM: its own defaults
     assert summary["pairs"] == json.loads((tmp_path / "m" / "twin_training.json").read_text())["pairs"]
@@ -215,6 +216,8 @@ def test_train_distils_a_models_cosines_into_the_lstm(tmp_path):
     assert cnn.exit_code == 1 and "--weight-average work on text pairs" in cnn.stderr
     cnn = twin("train", train, "--out", tmp_path / "m3", "--encoder", "cnn", "--ranking", "1")
     assert cnn.exit_code == 1 and "--cosent, --ranking, --mined" in cnn.stderr and "Traceback" not in cnn.output
+    lonely = twin("train", train, "--out", tmp_path / "m3", "--encoder", "lstm", "--ranking-memory", "64")
+    assert lonely.exit_code == 1 and "give --ranking a weight too" in lonely.stderr and not (tmp_path / "m3").exists()
     cnn = twin("train", train, "--out", tmp_path / "m3", "--encoder", "cnn", "--mined-negatives")
     assert cnn.exit_code == 1 and "--mined-negatives, --distil-from" in cnn.stderr
     alone = twin("train", train, "--out", tmp_path / "m3", "--encoder", "lstm", "--mine-every", "10")

@@ -415,6 +415,28 @@ def test_in_batch_ranking_against_hand_computed_example_and_its_mask():
     assert alone.item() == pytest.approx(first, rel=1e-5)  # a duplicate through a third text is never a negative
 
 
+def test_the_candidate_memory_keeps_the_newest_without_gradient_and_masks_remembered_duplicates():
+    from retrieval.training.losses import in_batch_ranking_loss
+    from retrieval.training.memory import CandidateMemory
+
+    memory = CandidateMemory(3)
+    first = torch.tensor([[1.0, 0.0], [0.0, 1.0]], requires_grad=True)
+    assert memory.extended(first, torch.tensor([5, 6]))[0] is first and len(memory) == 0
+    memory.remember(first * 1, torch.tensor([5, 6]))
+    memory.remember(torch.tensor([[0.6, 0.8], [0.8, 0.6]]), torch.tensor([7, 8]))
+    assert len(memory) == 3 and memory.groups.tolist() == [7, 8, 5]  # the oldest row forgotten
+    assert not memory.vectors.requires_grad
+    anchors, positives = torch.tensor([[1.0, 0.0]]), torch.tensor([[1.0, 0.0]], requires_grad=True)
+    ranked, groups = memory.extended(positives, torch.tensor([5]))
+    assert ranked.shape == (4, 2) and groups.tolist() == [5, 7, 8, 5]
+    with_memory = in_batch_ranking_loss(anchors, ranked, torch.tensor([5]), groups)
+    expected = -math.log(math.exp(20) / (math.exp(20) + math.exp(12) + math.exp(16)))  # row 3: its group, masked
+    assert with_memory.item() == pytest.approx(expected, rel=1e-5)
+    assert in_batch_ranking_loss(anchors, positives, torch.tensor([5]), torch.tensor([5])).item() < 1e-6
+    with_memory.backward()
+    assert positives.grad is not None and positives.grad[0] @ anchors[0] < 0  # the positive pulled in
+
+
 def test_training_with_the_in_batch_ranking_term_learns_and_records_it(tmp_path):
     from retrieval.training.trainer import LSTMTrainable, TrainConfig, train
 

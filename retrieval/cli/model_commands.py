@@ -181,6 +181,9 @@ def _model_encoder(model: Path | None, backend: str | None):  # noqa: ANN202 - E
                    "MultipleNegativesRankingLoss, scale 20): each anchor's positive ranked first among all the "
                    "batch's candidates, its duplicates through a third text left out. 1 gave QQP dev "
                    "recall@1 0.696 vs 0.692 but accuracy 0.814 vs 0.817 and AP 0.872 vs 0.875: off (0).")
+@click.option("--ranking-memory", type=click.IntRange(0), default=0, show_default=True, metavar="VECTORS",
+              help="--ranking: also rank each positive against this many candidates of the last batches, kept "
+                   "without gradient (a cross-batch memory, XBM; 0: the batch's own only).")
 @click.option("--mined-negatives/--no-mined-negatives", default=MINED_NEGATIVES, show_default=True,
               help="Also give each row a negative mined among all the training texts with the model being "
                    "trained: the anchor's nearest text outside its duplicate group whose cosine is under 0.95 x "
@@ -230,7 +233,7 @@ def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epo
           image_size: int, cnn_width: int, mirror_classes: bool, composed_classes: float, hard_loss: str,
           max_minutes: float | None, lstm_tokens: str, lstm_pooling: str, lstm_dropout: float, lstm_hidden: int,
           teacher: str, silver_neighbours: int, silver_paths: tuple[Path, ...], teacher_epochs: int,
-          teacher_lr: float, margin_mse: float, cosent: float, ranking: float,
+          teacher_lr: float, margin_mse: float, cosent: float, ranking: float, ranking_memory: int,
           mined_negatives: bool, mine_every: int, distil_from: str,
           lstm_embeddings: str, distil_weight: float, distil_variants: float, weight_average: float) -> None:
     """Train a siamese encoder with triplet loss on PAIRS (or triplets), or (--encoder cnn) on a
@@ -239,6 +242,8 @@ def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epo
         raise TwinError(f"{out}: exists and is not empty (use --force to replace it)")
     if distil_from not in ("auto", "none", "packaged") and not Path(distil_from).is_dir():
         raise TwinError(f"--distil-from {distil_from}: no such model folder")
+    if ranking_memory and not ranking:
+        raise TwinError("--ranking-memory keeps negatives for the ranking term: give --ranking a weight too")
     if encoder_kind == "cnn":
         if (teacher not in ("auto", "none") or distil_from not in ("auto", "none") or margin_mse or cosent
                 or ranking or mined_negatives or silver_paths or weight_average):
@@ -298,8 +303,8 @@ def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epo
     epochs = epochs or (student_epochs(len(batches)) if student else 1)
     config = TrainConfig(encoder_kind, epochs, batch_size, margin, lr, max_seq_length, seed,
                          topic_batches=topic_batches, distil_weight=distil_weight, margin_mse=margin_mse, cosent=cosent,
-                         ranking=ranking, mined_negatives=mined_negatives, mine_every=mine_every,
-                         distil_variants=distil_variants, weight_average=weight_average,
+                         ranking=ranking, ranking_memory=ranking_memory, mined_negatives=mined_negatives,
+                         mine_every=mine_every, distil_variants=distil_variants, weight_average=weight_average,
                          freeze_embeddings=_frozen(encoder_kind, lstm_embeddings, lstm_tokens))
     texts = [t for p in pairs for t in (p.a, p.b)] + [x for t in triplets for x in t]
     distiller = _distiller(distil_from, backend, texts, distil_variants, seed) if distil_from != "none" else None

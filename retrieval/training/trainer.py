@@ -33,6 +33,7 @@ from .losses import (
     margin_mse_loss,
     similarity_distillation_loss,
 )
+from .memory import CandidateMemory
 from .recipe import (
     COSENT_WEIGHT,
     DISTIL_WEIGHT,
@@ -63,6 +64,7 @@ class TrainConfig:
     margin_mse: float = MARGIN_MSE_WEIGHT  #: weight of the margin-MSE term (on pairs a teacher scored)
     cosent: float = COSENT_WEIGHT  #: weight of the CoSENT term over the batch's labelled pairs
     ranking: float = RANKING_WEIGHT  #: weight of the in-batch ranking (InfoNCE) term
+    ranking_memory: int = 0  #: with ranking: past batches' candidates kept as its negatives too (0: off)
     mined_negatives: bool = MINED_NEGATIVES  #: each row also gets a negative mined with the model being trained
     mine_every: int = 0  #: with mined_negatives: mine again every this many steps (0: at each epoch's start)
     distil_variants: float = 0.0  #: recorded only: the variants are the teacher's (EmbeddingTeacher(variant_rate))
@@ -219,7 +221,8 @@ def train(
     distillation term where a ``teacher`` is given, ``config.margin_mse`` x the margin-MSE term
     where a cross-encoder scored the pairs, and ``config.cosent`` x the CoSENT term over the batch's
     labelled pairs, ranked by their teacher scores or labels, and ``config.ranking`` x the in-batch
-    ranking term, each anchor's positive against all its negatives); keep the epoch with the best dev
+    ranking term, each anchor's positive against all its negatives, with ``config.ranking_memory``
+    past candidates among them: ``memory.CandidateMemory``); keep the epoch with the best dev
     accuracy (early stopping after ``patience`` epochs without gain); save to ``out``. With
     ``config.weight_average``, the moving average of the weights (``averaging.WeightAverage``) is what
     is evaluated and saved.
@@ -233,6 +236,7 @@ def train(
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min((step + 1) / warm, max(0.0, (total - step) / max(1, total - warm))))
     average = WeightAverage(module, config.weight_average) if config.weight_average else None
+    memory = CandidateMemory(config.ranking_memory) if config.ranking and config.ranking_memory else None
     out.mkdir(parents=True, exist_ok=True)
     history, best, best_state, stale, step = [], -1.0, None, 0, 0
     started = time.perf_counter()
@@ -246,7 +250,7 @@ def train(
             bar = tqdm(epoch_batches, total=len(batches), desc=f"epoch {epoch + 1}/{config.epochs}",
                        unit="batch", disable=None, file=sys.stderr)
             for batch in bar:
-                loss = _step(trainable, batch, config, teacher)
+                loss = _step(trainable, batch, config, teacher, memory)
                 optimizer.zero_grad()
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
@@ -301,7 +305,7 @@ def _encoder_of(trainable: Trainable) -> Callable[[list[str]], np.ndarray]:
 
 
 def _step(trainable: Trainable, batch, config: TrainConfig,  # noqa: ANN001 - Batch
-          teacher: EmbeddingTeacher | None) -> torch.Tensor:
+          teacher: EmbeddingTeacher | None, memory: CandidateMemory | None = None) -> torch.Tensor:
     pair_texts = [t for pair in batch.near_misses for t in pair]
     texts = batch.anchors + batch.positives + batch.negatives + pair_texts
     vectors = trainable.embed(texts)
@@ -313,7 +317,10 @@ def _step(trainable: Trainable, batch, config: TrainConfig,  # noqa: ANN001 - Ba
     margin = config.margin
     loss = batch_triplet_loss(vectors[:n], candidates, groups[:n], groups[n:], margin, near_scores, margin / 3)
     if config.ranking:
-        loss = loss + config.ranking * in_batch_ranking_loss(vectors[:n], candidates, groups[:n], groups[n:])
+        ranked, ranked_groups = memory.extended(candidates, groups[n:]) if memory else (candidates, groups[n:])
+        loss = loss + config.ranking * in_batch_ranking_loss(vectors[:n], ranked, groups[:n], ranked_groups)
+        if memory:
+            memory.remember(candidates, groups[n:])
     if config.margin_mse and batch.scored:
         loss = loss + config.margin_mse * _margin_term(vectors[:n], candidates[:n], candidates[n:], batch.scored)
     if config.cosent:
