@@ -450,6 +450,13 @@ def test_training_with_the_in_batch_ranking_term_learns_and_records_it(tmp_path)
     plain = train(LSTMTrainable(texts, max_seq_length=16, tokens="words"), TripletBatches(pairs, batch_size=16),
                   TrainConfig("lstm", epochs=1, batch_size=16), tmp_path / "p")
     assert summary["epochs"][0]["mean_loss"] > plain["epochs"][0]["mean_loss"]  # the term is in the loss
+    remembered = train(LSTMTrainable(texts, max_seq_length=16, tokens="words"), TripletBatches(pairs, batch_size=16),
+                       TrainConfig("lstm", epochs=3, batch_size=16, patience=3, ranking=1.0, ranking_memory=96),
+                       tmp_path / "m")
+    assert remembered["config"]["ranking_memory"] == 96
+    steps = {run: [json.loads(line)["loss"] for line in (tmp_path / run / "train_log.jsonl").open()] for run in "rm"}
+    assert steps["m"][0] == pytest.approx(steps["r"][0])  # the memory is empty at the first step
+    assert remembered["epochs"][0]["mean_loss"] > summary["epochs"][0]["mean_loss"]  # then more negatives
 
 
 def test_the_miner_skips_group_mates_and_texts_nearly_as_close_as_the_positive():

@@ -317,9 +317,9 @@ def _step(trainable: Trainable, batch, config: TrainConfig,  # noqa: ANN001 - Ba
     margin = config.margin
     loss = batch_triplet_loss(vectors[:n], candidates, groups[:n], groups[n:], margin, near_scores, margin / 3)
     if config.ranking:
-        ranked, ranked_groups = memory.extended(candidates, groups[n:]) if memory else (candidates, groups[n:])
+        ranked, ranked_groups = (candidates, groups[n:]) if memory is None else memory.extended(candidates, groups[n:])
         loss = loss + config.ranking * in_batch_ranking_loss(vectors[:n], ranked, groups[:n], ranked_groups)
-        if memory:
+        if memory is not None:
             memory.remember(candidates, groups[n:])
     if config.margin_mse and batch.scored:
         loss = loss + config.margin_mse * _margin_term(vectors[:n], candidates[:n], candidates[n:], batch.scored)
