@@ -183,7 +183,9 @@ def _model_encoder(model: Path | None, backend: str | None):  # noqa: ANN202 - E
                    "recall@1 0.696 vs 0.692 but accuracy 0.814 vs 0.817 and AP 0.872 vs 0.875: off (0).")
 @click.option("--ranking-memory", type=click.IntRange(0), default=0, show_default=True, metavar="VECTORS",
               help="--ranking: also rank each positive against this many candidates of the last batches, kept "
-                   "without gradient (a cross-batch memory, XBM; 0: the batch's own only).")
+                   "without gradient (a cross-batch memory, XBM; 0: the batch's own only). On QQP dev, 1024 with "
+                   "--ranking 1 gave accuracy 0.826 vs 0.824 and AP 0.885 vs 0.890 in 2 epochs, 0.831 vs 0.830 and "
+                   "0.890 vs 0.894 in 3: off.")
 @click.option("--mined-negatives/--no-mined-negatives", default=MINED_NEGATIVES, show_default=True,
               help="Also give each row a negative mined among all the training texts with the model being "
                    "trained: the anchor's nearest text outside its duplicate group whose cosine is under 0.95 x "
