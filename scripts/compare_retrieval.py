@@ -22,6 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from retrieval.encoders import load_encoder  # noqa: E402
+from retrieval.errors import TwinError  # noqa: E402
 from retrieval.evaluate import RetrievalRun, retrieval_run  # noqa: E402
 from retrieval.pairs import PairColumns, read_labelled  # noqa: E402
 from retrieval.text import normalize  # noqa: E402
@@ -67,9 +68,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="which examples are shown")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
-    pairs = read_labelled(args.pairs, PairColumns()).pairs
+    try:
+        pairs = read_labelled(args.pairs, PairColumns()).pairs
+        runs = [retrieval_run(load_encoder(None if m == "packaged" else m, args.backend), pairs) for m in args.model]
+    except (TwinError, OSError) as exc:
+        raise SystemExit(f"Error: {exc}") from None
     near_misses = {(normalize(x), normalize(y)) for p in pairs if p.label == 0 for x, y in ((p.a, p.b), (p.b, p.a))}
-    runs = [retrieval_run(load_encoder(None if m == "packaged" else m, args.backend), pairs) for m in args.model]
     out = {"models": {m: summary(run, near_misses) for m, run in zip(args.model, runs)},
            "against_first": {m: differences(runs[0], run, args.examples, args.seed)
                              for m, run in zip(args.model[1:], runs[1:])}}

@@ -77,3 +77,8 @@ def test_the_script_compares_two_models(tmp_path):
     same = out["against_first"]["packaged"]
     assert same["first_only"] == same["other_only"] == 0 and same["both"] + same["neither"] == 5
     assert 0 < out["models"]["packaged"]["hit@1"] <= 1
+    missing = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "nope.tsv"), "--model", "packaged"],
+                             capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1 and missing.stderr.startswith("Error: ")
+    assert "nope.tsv" in missing.stderr  # one line that names the file
