@@ -149,11 +149,13 @@ def test_a_cross_encoder_teacher_adds_silver_pairs_mined_among_the_training_text
     dev = tmp_path / "dev.csv"
     write_pairs(dev, synthetic_pairs(2, 60))
     result = twin("train", train, "--out", tmp_path / "m", "--batch-size", "16", "--max-seq-length", "16",
-                  "--dev", dev, "--teacher-epochs", "1", "--teacher-lr", "3e-5", "--margin-mse", "1")  # teacher: auto
+                  "--dev", dev, "--teacher-epochs", "1", "--teacher-lr", "3e-5", "--margin-mse", "1",
+                  "--layer-decay", "0.9")  # teacher: auto
     assert result.exit_code == 0, result.output
     trained = json.loads((tmp_path / "m" / "twin_training.json").read_text())
     config = trained["config"]
     assert config["margin_mse"] == 1.0 and not config["freeze_embeddings"]  # an LSTM option only
+    assert config["layer_decay"] == 0.9
     assert config["epochs"] == 3  # a student of silver pairs, in ~10-step epochs: 3 by default (at most)
     assert config["lr"] is None and trained["learning_rate"] == TRANSFORMER_LR  # the transformer's rate
     assert "silver pairs mined among the training texts" in result.stderr and "distillation" not in result.stderr
@@ -216,6 +218,11 @@ def test_train_distils_a_models_cosines_into_the_lstm(tmp_path):
     assert cnn.exit_code == 1 and "--weight-average work on text pairs" in cnn.stderr
     cnn = twin("train", train, "--out", tmp_path / "m3", "--encoder", "cnn", "--ranking", "1")
     assert cnn.exit_code == 1 and "--cosent, --ranking, --mined" in cnn.stderr and "Traceback" not in cnn.output
+    for kind in ("lstm", "cnn"):
+        decayed = twin("train", train, "--out", tmp_path / "m3", "--encoder", kind, "--layer-decay", "0.8")
+        assert decayed.exit_code == 1 and decayed.stderr.strip() == ("Error: --layer-decay scales a transformer's "
+                                                                     f"layers' learning rates; it does not apply "
+                                                                     f"to --encoder {kind}")
     lonely = twin("train", train, "--out", tmp_path / "m3", "--encoder", "lstm", "--ranking-memory", "64")
     assert lonely.exit_code == 1 and "give --ranking a weight too" in lonely.stderr and not (tmp_path / "m3").exists()
     cnn = twin("train", train, "--out", tmp_path / "m3", "--encoder", "cnn", "--mined-negatives")

@@ -628,6 +628,29 @@ def test_one_transformer_step_saves_a_sentence_transformers_folder(tmp_path):
     assert np.allclose(encoder.encode(["how do i cook rice?"]), before, atol=1e-2)  # the shared model is untouched
 
 
+def test_layer_decay_gives_each_transformer_layer_its_rate_and_the_lowest_barely_move(tmp_path):
+    from retrieval.training.trainer import TrainConfig, TransformerTrainable, train
+
+    trainable = TransformerTrainable(None, max_seq_length=16)
+    names = {id(p): n for n, p in trainable.model.named_parameters()}
+    groups = trainable.parameter_groups(1e-4, 0.5)
+    assert sorted(names[id(p)] for g in groups for p in g["params"]) == sorted(names.values())  # each once
+    lrs = {names[id(p)]: g["lr"] for g in groups for p in g["params"]}
+    assert lrs["0.model.embeddings.word_embeddings.weight"] == pytest.approx(1e-4 * 0.5**7)
+    for layer in range(6):  # six layers; the one at the top steps at half the rate, the pooler above it at lr
+        assert lrs[f"0.model.encoder.layer.{layer}.output.dense.weight"] == pytest.approx(1e-4 * 0.5 ** (6 - layer))
+    assert lrs["0.model.pooler.dense.weight"] == 1e-4 and len(groups) == 8
+    assert [len(g["params"]) for g in trainable.parameter_groups(1e-4, 1.0)] == [len(names)]  # 1: one group
+    before = copy.deepcopy(trainable.model.state_dict())
+    train(trainable, TripletBatches(synthetic_pairs(seed=4, n=16), batch_size=4, seed=0),
+          TrainConfig("transformer", epochs=1, batch_size=4, lr=1e-4, layer_decay=1e-2), tmp_path / "st")
+    after = trainable.model.state_dict()
+    moved = {n: float((after[n] - before[n]).abs().max()) for n in before}
+    assert moved["0.model.embeddings.word_embeddings.weight"] < 1e-12  # lr x 1e-14
+    assert moved["0.model.encoder.layer.0.output.dense.weight"] < 1e-12  # lr x 1e-12
+    assert moved["0.model.encoder.layer.5.output.dense.weight"] > 1e-7  # lr x 1e-2 (in warm-up): it learns
+
+
 def test_quadruplet_term_against_hand_computed_example():
     anchors = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     candidates = torch.tensor([[1.0, 0.0], [0.0, 1.0]])  # both positives score 1.0, negatives 0.0

@@ -186,6 +186,9 @@ def _model_encoder(model: Path | None, backend: str | None):  # noqa: ANN202 - E
                    "without gradient (a cross-batch memory, XBM; 0: the batch's own only). On QQP dev, 1024 with "
                    "--ranking 1 gave accuracy 0.826 vs 0.824 and AP 0.885 vs 0.890 in 2 epochs, 0.831 vs 0.830 and "
                    "0.890 vs 0.894 in 3: off.")
+@click.option("--layer-decay", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True,
+              metavar="FACTOR", help="transformer: each layer learns at this factor of the rate of the layer above "
+                                     "it, the token embeddings least (layer-wise rate decay; 1: all at --lr).")
 @click.option("--mined-negatives/--no-mined-negatives", default=MINED_NEGATIVES, show_default=True,
               help="Also give each row a negative mined among all the training texts with the model being "
                    "trained: the anchor's nearest text outside its duplicate group whose cosine is under 0.95 x "
@@ -237,7 +240,8 @@ def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epo
           teacher: str, silver_neighbours: int, silver_paths: tuple[Path, ...], teacher_epochs: int,
           teacher_lr: float, margin_mse: float, cosent: float, ranking: float, ranking_memory: int,
           mined_negatives: bool, mine_every: int, distil_from: str,
-          lstm_embeddings: str, distil_weight: float, distil_variants: float, weight_average: float) -> None:
+          lstm_embeddings: str, distil_weight: float, distil_variants: float, weight_average: float,
+          layer_decay: float) -> None:
     """Train a siamese encoder with triplet loss on PAIRS (or triplets), or (--encoder cnn) on a
     class tree of images, and save it to --out."""
     if out.exists() and any(out.iterdir()) and not force:
@@ -246,6 +250,9 @@ def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epo
         raise TwinError(f"--distil-from {distil_from}: no such model folder")
     if ranking_memory and not ranking:
         raise TwinError("--ranking-memory keeps negatives for the ranking term: give --ranking a weight too")
+    if layer_decay != 1 and encoder_kind != "transformer":
+        raise TwinError(f"--layer-decay scales a transformer's layers' learning rates; it does not apply to "
+                        f"--encoder {encoder_kind}")
     if encoder_kind == "cnn":
         if (teacher not in ("auto", "none") or distil_from not in ("auto", "none") or margin_mse or cosent
                 or ranking or mined_negatives or silver_paths or weight_average):
@@ -307,6 +314,7 @@ def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epo
                          topic_batches=topic_batches, distil_weight=distil_weight, margin_mse=margin_mse, cosent=cosent,
                          ranking=ranking, ranking_memory=ranking_memory, mined_negatives=mined_negatives,
                          mine_every=mine_every, distil_variants=distil_variants, weight_average=weight_average,
+                         layer_decay=layer_decay,
                          freeze_embeddings=_frozen(encoder_kind, lstm_embeddings, lstm_tokens))
     texts = [t for p in pairs for t in (p.a, p.b)] + [x for t in triplets for x in t]
     distiller = _distiller(distil_from, backend, texts, distil_variants, seed) if distil_from != "none" else None

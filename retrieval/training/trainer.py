@@ -25,6 +25,7 @@ from ..pairs import Pair
 from ..text import normalize
 from .averaging import WeightAverage
 from .batches import TripletBatches
+from .layer_decay import layer_groups
 from .lengths import forward_by_length
 from .losses import (
     batch_triplet_loss,
@@ -70,6 +71,7 @@ class TrainConfig:
     distil_variants: float = 0.0  #: recorded only: the variants are the teacher's (EmbeddingTeacher(variant_rate))
     freeze_embeddings: bool = False  #: recorded only: LSTMTrainable(freeze_embeddings) applies it
     weight_average: float = 0.0  #: decay of the moving average of the weights evaluated and saved (0: off)
+    layer_decay: float = 1.0  #: transformer: each layer down learns at this factor of the one above (1: off)
 
     def learning_rate(self) -> float:
         """The learning rate, defaulted by encoder."""
@@ -92,6 +94,11 @@ class Trainable(ABC):
     @abstractmethod
     def save(self, folder: Path) -> None:
         """Write a model folder that ``--model`` accepts."""
+
+    def parameter_groups(self, lr: float, layer_decay: float = 1.0) -> list[dict]:
+        """The optimizer's parameter groups: every parameter at ``lr`` (``layer_decay`` is the
+        transformer's)."""
+        return [{"params": list(self.module().parameters()), "lr": lr}]
 
 
 class TransformerTrainable(Trainable):
@@ -117,6 +124,10 @@ class TransformerTrainable(Trainable):
 
     def module(self) -> torch.nn.Module:
         return self.model
+
+    def parameter_groups(self, lr: float, layer_decay: float = 1.0) -> list[dict]:
+        """``layer_decay.layer_groups``: each layer down at ``layer_decay`` times the rate above."""
+        return layer_groups(self.model.named_parameters(), lr, layer_decay)
 
     def save(self, folder: Path) -> None:
         self.model.save(str(folder))
@@ -230,7 +241,7 @@ def train(
     loss log goes to ``out/train_log.jsonl``."""
     seed_everything(config.seed)
     module = trainable.module()
-    optimizer = torch.optim.AdamW(module.parameters(), lr=config.learning_rate())
+    optimizer = torch.optim.AdamW(trainable.parameter_groups(config.learning_rate(), config.layer_decay))
     total = max(1, len(batches) * config.epochs)
     warm = max(1, int(total * config.warmup))
     schedule = torch.optim.lr_scheduler.LambdaLR(
