@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from retrieval.evaluate import RetrievalRun, retrieval_metrics, retrieval_run
@@ -82,3 +83,30 @@ def test_the_script_compares_two_models(tmp_path):
     assert missing.returncode == 1 and "Traceback" not in missing.stderr
     assert len(missing.stderr.strip().splitlines()) == 1 and missing.stderr.startswith("Error: ")
     assert "nope.tsv" in missing.stderr  # one line that names the file
+
+
+def test_mixing_two_models_scores_the_weighted_cosine_and_each_alone_at_the_ends(encoder, tmp_path):
+    from mix_models import Mixed, mix_metrics
+
+    from retrieval.encoders import LSTMEncoder
+    from retrieval.evaluate import pair_metrics, pair_scores
+    from retrieval.text import normalize
+
+    words = sorted({w.strip("?,.").lower() for p in PAIRS for t in (p.a, p.b) for w in t.split()})
+    other = LSTMEncoder(["<pad>", "<unk>", *words], {"embed_dim": 16, "hidden": 32, "out_dim": 32})
+    labels = [p.label for p in PAIRS]
+    rows = mix_metrics(PAIRS, encoder, other, [1.0, 0.3, 0.0])
+    for row, alone in ((rows[0], encoder), (rows[2], other)):  # the ends are each model alone
+        pair, ranked = pair_metrics(pair_scores(alone, PAIRS), labels, 0.5), retrieval_metrics(alone, PAIRS)
+        assert row["accuracy"] == pytest.approx(pair["best_accuracy"]) and row["recall@1"] == ranked["recall@1"]
+        assert row["average_precision"] == pytest.approx(pair["average_precision"], abs=1e-6)
+    texts = sorted({normalize(t) for p in PAIRS for t in (p.a, p.b)})
+    mixed = Mixed(texts, encoder.encode(texts), other.encode(texts), 0.3)
+    expected = 0.3 * pair_scores(encoder, PAIRS) + 0.7 * pair_scores(other, PAIRS)
+    assert np.allclose(pair_scores(mixed, PAIRS), expected, atol=1e-5)  # the weighted cosine
+    assert np.allclose(np.linalg.norm(mixed.vectors, axis=1), 1, atol=1e-5)  # unit vectors: FAISS ranks by it
+    bad = subprocess.run([sys.executable, str(SCRIPT.parent / "mix_models.py"), str(tmp_path / "p.tsv"), "--model",
+                          "packaged", "--model", "packaged", "--weights", "0,x"], capture_output=True, text=True,
+                         timeout=120)
+    assert bad.returncode == 1
+    assert bad.stderr.strip() == "Error: --weights 0,x: numbers between 0 and 1, comma-separated"
