@@ -152,7 +152,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data", help="shared data folder")
     parser.add_argument("--out", type=Path, default=ROOT / "bench-out" / "reproduce", help="models and files")
     parser.add_argument("--epochs", type=int, default=None,
-                        help="transformer epochs (default: twin train's own, QQP 1 and MRPC 3)")
+                        help="transformer epochs (default: twin train's own, 3 for QQP and MRPC)")
     parser.add_argument("--lstm-epochs", type=int, default=5, help="LSTM epochs (early stopping on dev)")
     parser.add_argument("--silver-epochs", type=int, default=8,
                         help="epochs of the LSTM on the MiniLM's silver pairs (8: BENCHMARKS.md, round 7)")

@@ -12,7 +12,7 @@ import torch
 
 from retrieval.encoders import load_encoder, packaged_model_path
 from retrieval.pairs import read_labelled
-from retrieval.training.recipe import LSTM_LR, TRANSFORMER_LR
+from retrieval.training.recipe import LSTM_LR, STUDENT_RANKING, STUDENT_RANKING_MEMORY, TRANSFORMER_LR
 
 from .conftest import DEMO_CSV
 from .test_cli import twin
@@ -156,6 +156,7 @@ def test_a_cross_encoder_teacher_adds_silver_pairs_mined_among_the_training_text
     config = trained["config"]
     assert config["margin_mse"] == 1.0 and not config["freeze_embeddings"]  # an LSTM option only
     assert config["layer_decay"] == 0.9
+    assert (config["ranking"], config["ranking_memory"]) == (STUDENT_RANKING, STUDENT_RANKING_MEMORY)  # a student's
     assert config["epochs"] == 3  # a student of silver pairs, in ~10-step epochs: 3 by default (at most)
     assert config["lr"] is None and trained["learning_rate"] == TRANSFORMER_LR  # the transformer's rate
     assert "silver pairs mined among the training texts" in result.stderr and "distillation" not in result.stderr
@@ -200,6 +201,7 @@ def test_train_distils_a_models_cosines_into_the_lstm(tmp_path):
     assert (config["distil_weight"], config["distil_variants"], config["weight_average"]) == (5.0, 0.2, 0.99)
     assert load_encoder(tmp_path / "m").encode(["how do i cook rice?"]).shape == (1, 32)  # --lstm-hidden
     assert config["freeze_embeddings"]
+    assert config["ranking"] == config["ranking_memory"] == 0  # no student of silver pairs: no ranking term
     from retrieval.training.trainer import packaged_token_embeddings
 
     table = torch.load(tmp_path / "m" / "model.pt", weights_only=True)["embed.weight"]
@@ -217,7 +219,9 @@ def test_train_distils_a_models_cosines_into_the_lstm(tmp_path):
     cnn = twin("train", train, "--out", tmp_path / "m3", "--encoder", "cnn", "--weight-average", "0.99")
     assert cnn.exit_code == 1 and "--weight-average work on text pairs" in cnn.stderr
     cnn = twin("train", train, "--out", tmp_path / "m3", "--encoder", "cnn", "--ranking", "1")
-    assert cnn.exit_code == 1 and "--cosent, --ranking, --mined" in cnn.stderr and "Traceback" not in cnn.output
+    assert cnn.exit_code == 1 and "--ranking(-memory), --mined" in cnn.stderr and "Traceback" not in cnn.output
+    cnn = twin("train", train, "--out", tmp_path / "m3", "--encoder", "cnn", "--ranking-memory", "64")
+    assert cnn.exit_code == 1 and "--ranking(-memory)" in cnn.stderr
     for kind in ("lstm", "cnn"):
         decayed = twin("train", train, "--out", tmp_path / "m3", "--encoder", kind, "--layer-decay", "0.8")
         assert decayed.exit_code == 1 and decayed.stderr.strip() == ("Error: --layer-decay scales a transformer's "

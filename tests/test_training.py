@@ -338,11 +338,11 @@ def test_margin_mse_against_hand_computed_example():
     assert margin_mse_loss(student[:0], teacher[:0]).item() == 0.0
 
 
-def test_a_transformer_student_gets_the_whole_epochs_nearest_to_900_steps():
+def test_a_transformer_student_gets_the_whole_epochs_nearest_to_its_step_budget():
     from retrieval.training.recipe import MAX_STUDENT_EPOCHS, STUDENT_STEPS, student_epochs
 
-    assert student_epochs(92) == 3 and student_epochs(467) == 2  # MRPC, QQP's 20k-pair sample
-    assert student_epochs(400) == 2 and student_epochs(700) == 1  # 900 / 400 rounds to 2, 900 / 700 to 1
+    assert student_epochs(92) == 3 and student_epochs(467) == 3  # MRPC, QQP's 20k-pair sample
+    assert student_epochs(600) == 2 and student_epochs(1000) == 1  # 1,400 / 600 rounds to 2, 1,400 / 1,000 to 1
     assert student_epochs(1) == MAX_STUDENT_EPOCHS and student_epochs(0) == MAX_STUDENT_EPOCHS  # never more
     assert student_epochs(10 * STUDENT_STEPS) == 1  # never fewer than 1
 

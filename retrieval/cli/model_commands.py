@@ -17,6 +17,8 @@ from ..training.recipe import (
     MARGIN_MSE_WEIGHT,
     MINED_NEGATIVES,
     RANKING_WEIGHT,
+    STUDENT_RANKING,
+    STUDENT_RANKING_MEMORY,
     TEACHER_EPOCHS,
     TEACHER_LR,
     student_epochs,
@@ -106,7 +108,7 @@ def _model_encoder(model: Path | None, backend: str | None):  # noqa: ANN202 - E
               help="transformer: the sentence-transformers folder to start from (default: packaged MiniLM).")
 @click.option("--epochs", type=click.IntRange(1), default=None,
               help="Passes over the pairs (default 1; a transformer on gold + silver pairs: the whole epochs nearest "
-                   "to 900 steps, 1-3: MRPC 3, QQP 2), or over the images (cnn: at most this many, default 20; "
+                   "to 1,400 steps, 1-3: MRPC and QQP 3), or over the images (cnn: at most this many, default 20; "
                    "early stopping on --dev).")
 @click.option("--batch-size", type=click.IntRange(2), default=32, show_default=True, help="Duplicate pairs a batch.")
 @click.option("--margin", type=click.FloatRange(0, 2), default=0.3, show_default=True,
@@ -153,7 +155,7 @@ def _model_encoder(model: Path | None, backend: str | None):  # noqa: ANN202 - E
 @click.option("--teacher", type=click.Choice(["auto", "none", "cross-encoder"]), default="auto", show_default=True,
               help="cross-encoder: first train a cross-encoder from the base model on PAIRS, let it label pairs "
                    "mined among the training texts (--silver-neighbours a text; its threshold chosen on --dev), "
-                   "and train on gold + silver (QQP dev: accuracy 0.8237 vs 0.809, AP 0.8895 vs 0.868, 33 min vs "
+                   "and train on gold + silver (QQP dev: accuracy 0.833 vs 0.809, AP 0.892 vs 0.868, 40 min vs "
                    "8 on 2 cores; BENCHMARKS.md). auto: cross-encoder for --encoder transformer on labelled "
                    "pairs, none otherwise.")
 @click.option("--silver-neighbours", type=click.IntRange(1, 50), default=2, show_default=True,
@@ -176,16 +178,18 @@ def _model_encoder(model: Path | None, backend: str | None):  # noqa: ANN202 - E
                    "duplicate rows and near-miss pairs) in the order of their scores: a teacher's P(duplicate) "
                    "for silver pairs, the label for gold ones (Su 2022). 1 gave QQP dev 0.815 vs 0.817 accuracy "
                    "and 0.869 vs 0.875 AP, MRPC dev 0.762 vs 0.772: off (0).")
-@click.option("--ranking", type=click.FloatRange(0), default=RANKING_WEIGHT, show_default=True,
+@click.option("--ranking", type=click.FloatRange(0), default=None, metavar="WEIGHT",
               help="Weight of the in-batch ranking term (InfoNCE, sentence-transformers' "
                    "MultipleNegativesRankingLoss, scale 20): each anchor's positive ranked first among all the "
-                   "batch's candidates, its duplicates through a third text left out. 1 gave QQP dev "
-                   "recall@1 0.696 vs 0.692 but accuracy 0.814 vs 0.817 and AP 0.872 vs 0.875: off (0).")
-@click.option("--ranking-memory", type=click.IntRange(0), default=0, show_default=True, metavar="VECTORS",
+                   "batch's candidates, its duplicates through a third text left out. Default: "
+                   f"{STUDENT_RANKING} for a transformer student of silver pairs (with --ranking-memory, over two "
+                   "seeds of 3 epochs on QQP dev: accuracy +0.2, AP -0.2, recall@1 +0.35 points), 0 otherwise (the "
+                   "transformer on gold pairs alone: recall@1 +0.4, accuracy -0.3 points at 1).")
+@click.option("--ranking-memory", type=click.IntRange(0), default=None, metavar="VECTORS",
               help="--ranking: also rank each positive against this many candidates of the last batches, kept "
-                   "without gradient (a cross-batch memory, XBM; 0: the batch's own only). On QQP dev, 1024 with "
-                   "--ranking 1 gave accuracy 0.826 vs 0.824 and AP 0.885 vs 0.890 in 2 epochs, 0.831 vs 0.830 and "
-                   "0.890 vs 0.894 in 3: off.")
+                   "without gradient (a cross-batch memory, XBM; 0: the batch's own only). Default: "
+                   f"{STUDENT_RANKING_MEMORY} for a transformer student of silver pairs that ranks, 0 otherwise; 4096 "
+                   "was worse on every QQP figure.")
 @click.option("--layer-decay", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True,
               metavar="FACTOR", help="transformer: each layer learns at this factor of the rate of the layer above "
                                      "it, the token embeddings least (layer-wise rate decay; 1: all at --lr).")
@@ -248,15 +252,13 @@ def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epo
         raise TwinError(f"{out}: exists and is not empty (use --force to replace it)")
     if distil_from not in ("auto", "none", "packaged") and not Path(distil_from).is_dir():
         raise TwinError(f"--distil-from {distil_from}: no such model folder")
-    if ranking_memory and not ranking:
-        raise TwinError("--ranking-memory keeps negatives for the ranking term: give --ranking a weight too")
     if layer_decay != 1 and encoder_kind != "transformer":
         raise TwinError(f"--layer-decay scales a transformer's layers' learning rates; it does not apply to "
                         f"--encoder {encoder_kind}")
     if encoder_kind == "cnn":
         if (teacher not in ("auto", "none") or distil_from not in ("auto", "none") or margin_mse or cosent
-                or ranking or mined_negatives or silver_paths or weight_average):
-            raise TwinError("--teacher, --silver, --margin-mse, --cosent, --ranking, --mined-negatives, "
+                or ranking or ranking_memory or mined_negatives or silver_paths or weight_average):
+            raise TwinError("--teacher, --silver, --margin-mse, --cosent, --ranking(-memory), --mined-negatives, "
                             "--distil-from and --weight-average work on text pairs; they do not apply to "
                             "--encoder cnn")
         from .image_commands import train_images
@@ -298,6 +300,8 @@ def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epo
                         "or --silver pairs that carry them")
     if distil_from == "auto":
         distil_from = "packaged" if encoder_kind == "lstm" else "none"
+    ranking, ranking_memory = _ranking(encoder_kind == "transformer" and (teacher == "cross-encoder" or bool(reused)),
+                                       ranking, ranking_memory)
     silver, taught = reused, {}
     if teacher == "cross-encoder":
         mined, record = _silver(pairs, base, backend, silver_neighbours, teacher_epochs, teacher_lr, seed,
@@ -336,6 +340,17 @@ def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epo
         save_calibration(out, calibration, str(dev))
         m = calibration["metrics"]
         say(f"calibrated on {dev}: tau {calibration['tau']:.4f}, accuracy {m['accuracy']:.4f}, F1 {m['f1']:.4f}")
+
+
+def _ranking(student: bool, weight: float | None, memory: int | None) -> tuple[float, int]:
+    """``--ranking`` and ``--ranking-memory`` with their defaults filled in: a transformer student of
+    silver pairs ranks at ``STUDENT_RANKING`` with a memory of ``STUDENT_RANKING_MEMORY``; anything
+    else does not rank unless asked to, and a memory needs the term it serves."""
+    weight = (STUDENT_RANKING if student else RANKING_WEIGHT) if weight is None else weight
+    memory = (STUDENT_RANKING_MEMORY if student and weight else 0) if memory is None else memory
+    if memory and not weight:
+        raise TwinError("--ranking-memory keeps negatives for the ranking term: give --ranking a weight too")
+    return weight, memory
 
 
 def _frozen(encoder_kind: str, embeddings: str, tokens: str) -> bool:
