@@ -20,6 +20,6 @@ def student_epochs(steps_per_epoch: int) -> int:
     """The default passes of a transformer student over gold + silver pairs: whole epochs nearest to
     ``STUDENT_STEPS`` steps, 1 to ``MAX_STUDENT_EPOCHS``. MRPC (92 steps an epoch) gets 3; QQP's
     20k-pair sample (467) gets 3: it gains at each (0.8228, 0.8280, 0.8314 on dev with the ranking
-    term and its memory; round 15), and the whole command takes about 40 minutes on 2 cores, 33
+    term and its memory; round 15), and the whole command takes 40-49 minutes on 2 cores, 33
     with 2 epochs (round 13)."""
     return min(MAX_STUDENT_EPOCHS, max(1, round(STUDENT_STEPS / max(1, steps_per_epoch))))
