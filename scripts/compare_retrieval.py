@@ -21,11 +21,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from retrieval.encoders import load_encoder  # noqa: E402
+from retrieval.encoders import Encoder, load_encoder  # noqa: E402
 from retrieval.errors import TwinError  # noqa: E402
 from retrieval.evaluate import RetrievalRun, retrieval_run  # noqa: E402
-from retrieval.pairs import PairColumns, read_labelled  # noqa: E402
+from retrieval.pairs import Pair, PairColumns, read_labelled  # noqa: E402
 from retrieval.text import normalize  # noqa: E402
+
+
+def open_inputs(pairs_path: Path, models: list[str], backend: str) -> tuple[list[Pair], list[Encoder]]:
+    """The labelled pairs and each model ('packaged': the packaged MiniLM); a file or folder that
+    cannot be read is one 'Error:' line and exit 1."""
+    try:
+        pairs = read_labelled(pairs_path, PairColumns()).pairs
+        return pairs, [load_encoder(None if m == "packaged" else m, backend) for m in models]
+    except (TwinError, OSError) as exc:
+        raise SystemExit(f"Error: {exc}") from None
 
 
 def top_hits(run: RetrievalRun) -> list[bool]:
@@ -68,11 +78,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="which examples are shown")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
-    try:
-        pairs = read_labelled(args.pairs, PairColumns()).pairs
-        runs = [retrieval_run(load_encoder(None if m == "packaged" else m, args.backend), pairs) for m in args.model]
-    except (TwinError, OSError) as exc:
-        raise SystemExit(f"Error: {exc}") from None
+    pairs, encoders = open_inputs(args.pairs, args.model, args.backend)
+    runs = [retrieval_run(encoder, pairs) for encoder in encoders]
     near_misses = {(normalize(x), normalize(y)) for p in pairs if p.label == 0 for x, y in ((p.a, p.b), (p.b, p.a))}
     out = {"models": {m: summary(run, near_misses) for m, run in zip(args.model, runs)},
            "against_first": {m: differences(runs[0], run, args.examples, args.seed)

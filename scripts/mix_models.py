@@ -22,10 +22,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from retrieval.encoders import Encoder, load_encoder  # noqa: E402
-from retrieval.errors import TwinError  # noqa: E402
+from compare_retrieval import open_inputs  # noqa: E402
+
+from retrieval.encoders import Encoder  # noqa: E402
 from retrieval.evaluate import pair_metrics, pair_scores, retrieval_metrics  # noqa: E402
-from retrieval.pairs import Pair, PairColumns, read_labelled  # noqa: E402
+from retrieval.pairs import Pair  # noqa: E402
 from retrieval.text import normalize  # noqa: E402
 
 
@@ -75,11 +76,7 @@ def main() -> None:
         raise SystemExit(f"Error: --weights {args.weights}: numbers between 0 and 1, comma-separated") from None
     if len(args.model) != 2 or not all(0 <= w <= 1 for w in weights):
         raise SystemExit("Error: give --model twice and --weights between 0 and 1")
-    try:
-        pairs = read_labelled(args.pairs, PairColumns()).pairs
-        first, second = (load_encoder(None if m == "packaged" else m, args.backend) for m in args.model)
-    except (TwinError, OSError) as exc:
-        raise SystemExit(f"Error: {exc}") from None
+    pairs, (first, second) = open_inputs(args.pairs, args.model, args.backend)
     rows = mix_metrics(pairs, first, second, weights)
     for row in rows:
         print(" ".join(f"{k} {v:.4f}" for k, v in row.items()))
