@@ -199,6 +199,7 @@ def test_train_distils_a_models_cosines_into_the_lstm(tmp_path):
     assert "training texts and a variant of each (--distil-variants 0.2)" in result.stderr
     config = json.loads((tmp_path / "m" / "twin_training.json").read_text())["config"]
     assert (config["distil_weight"], config["distil_variants"], config["weight_average"]) == (5.0, 0.2, 0.99)
+    assert config["distil_loss"] == "cosines"
     assert load_encoder(tmp_path / "m").encode(["how do i cook rice?"]).shape == (1, 32)  # --lstm-hidden
     assert config["freeze_embeddings"]
     assert config["ranking"] == config["ranking_memory"] == 0  # no student of silver pairs: no ranking term
@@ -213,6 +214,12 @@ def test_train_distils_a_models_cosines_into_the_lstm(tmp_path):
     missing = twin("train", train, "--out", tmp_path / "m2", "--encoder", "lstm", "--distil-from", tmp_path / "nope")
     assert missing.exit_code == 1
     assert missing.stderr.strip() == f"Error: --distil-from {tmp_path / 'nope'}: no such model folder"
+    assert not (tmp_path / "m2").exists()
+    both = twin("train", train, "--out", tmp_path / "m2", "--encoder", "lstm", "--distil-loss", "ranking",
+                "--distil-variants", "0.2")
+    assert both.exit_code == 1 and both.stderr.strip().startswith("Error: --distil-variants adds texts")
+    alone = twin("train", train, "--out", tmp_path / "m2", "--distil-loss", "ranking")  # the transformer: none
+    assert alone.exit_code == 1 and alone.stderr.strip().startswith("Error: --distil-loss ranking says how")
     assert not (tmp_path / "m2").exists()
     cnn = twin("train", train, "--out", tmp_path / "m3", "--encoder", "cnn", "--distil-from", "packaged")
     assert cnn.exit_code == 1 and cnn.stderr.strip().endswith("they do not apply to --encoder cnn")

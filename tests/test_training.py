@@ -298,6 +298,25 @@ def test_distillation_pulls_the_lstm_toward_the_teachers_cosines(tmp_path):
     assert max(e["dev_accuracy"] for e in summary["epochs"]) >= 0.8  # and still the task
 
 
+def test_ranking_distillation_against_hand_computed_example():
+    from retrieval.training.losses import ranking_distillation_loss
+
+    teacher = torch.nn.functional.normalize(torch.randn(6, 8), dim=1)
+    rotation, _ = torch.linalg.qr(torch.randn(8, 8))
+    same = torch.cat([teacher @ rotation, torch.zeros(6, 4)], dim=1)  # 12-d, the same cosines
+    assert ranking_distillation_loss(same[:2], same[2:], teacher[:2], teacher[2:]).item() == pytest.approx(0, abs=1e-5)
+    anchor, student, taught = torch.tensor([[1.0, 0.0]]), torch.eye(2), torch.eye(2).flip(0)  # the order reversed
+    expected = (math.e - 1) / (math.e + 1)  # p = softmax(0, 1), q = softmax(1, 0): KL = p1 - p0
+    assert ranking_distillation_loss(anchor, student, anchor, taught, scale=1.0).item() == pytest.approx(expected)
+    lifted = torch.tensor([[1.0, 0.0, 0.4], [0.0, 1.0, 0.4]])  # against [1, 0, 1]: cosines 1.4 and 0.4
+    shifted = ranking_distillation_loss(torch.tensor([[1.0, 0.0, 1.0]]), lifted, anchor, torch.eye(2), scale=1.0)
+    assert shifted.item() == pytest.approx(0.0, abs=1e-6)  # each of an anchor's cosines + 0.4: no cost
+    assert ranking_distillation_loss(anchor, student[:1], anchor, taught[:1]).item() == 0.0  # one candidate: no order
+    candidates = torch.eye(2).requires_grad_()
+    ranking_distillation_loss(anchor, candidates, anchor, taught).backward()
+    assert candidates.grad[1] @ anchor[0] < 0 < candidates.grad[0] @ anchor[0]  # the teacher's first pulled in
+
+
 def test_word_variants_change_words_from_the_corpus_and_repeat_with_the_seed():
     from retrieval.training.variants import word_variants
 
@@ -435,6 +454,51 @@ def test_the_candidate_memory_keeps_the_newest_without_gradient_and_masks_rememb
     assert in_batch_ranking_loss(anchors, positives, torch.tensor([5]), torch.tensor([5])).item() < 1e-6
     with_memory.backward()
     assert positives.grad is not None and positives.grad[0] @ anchors[0] < 0  # the positive pulled in
+
+
+def test_the_candidate_memory_keeps_a_teachers_vectors_row_for_row():
+    from retrieval.training.memory import CandidateMemory
+
+    memory = CandidateMemory(3)
+    taught = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    assert memory.teacher_extended(taught) is taught  # nothing remembered yet
+    memory.remember(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([5, 6]), taught)
+    memory.remember(torch.tensor([[0.6, 0.8], [0.8, 0.6]]), torch.tensor([7, 8]),
+                    torch.tensor([[0.0, 0.0, 1.0], [0.6, 0.0, 0.8]], requires_grad=True))
+    assert memory.teacher.shape == (3, 3) and not memory.teacher.requires_grad
+    assert memory.teacher[:, 2].tolist() == pytest.approx([1.0, 0.8, 0.0])  # newest first, the oldest forgotten
+    rows = memory.teacher_extended(torch.tensor([[0.0, 1.0, 0.0]]))
+    vectors, groups = memory.extended(torch.tensor([[0.0, 1.0]]), torch.tensor([9]))
+    assert rows.shape[0] == vectors.shape[0] == 4 and groups.tolist() == [9, 7, 8, 5]
+    assert rows[3].tolist() == [1.0, 0.0, 0.0]  # group 5's teacher row, where group 5's vector is
+
+
+def test_ranking_distillation_teaches_the_teachers_nearest_neighbours(tmp_path):
+    from retrieval.encoders import load_encoder
+    from retrieval.training.trainer import EmbeddingTeacher, LSTMTrainable, TrainConfig, train
+
+    packaged = load_encoder()
+    pairs = synthetic_pairs(seed=1, n=600)
+    texts = [t for p in pairs for t in (p.a, p.b)]
+    teacher = EmbeddingTeacher(packaged, texts)
+    probe = sorted({t for p in synthetic_pairs(seed=3, n=80) for t in (p.a, p.b)})
+    wanted = packaged.encode(probe) @ packaged.encode(probe).T
+    np.fill_diagonal(wanted, -2)
+
+    def agreement(run: str, **options) -> tuple[float, dict]:  # noqa: ANN003
+        trainable = LSTMTrainable(texts, max_seq_length=16, tokens="words")
+        config = TrainConfig("lstm", epochs=2, batch_size=16, patience=2, ranking=1.0, ranking_memory=96, **options)
+        summary = train(trainable, TripletBatches(pairs, batch_size=16), config, tmp_path / run,
+                        dev=synthetic_pairs(seed=2, n=300), teacher=teacher if options else None)
+        vectors = trainable.encoder.encode(probe)
+        got = vectors @ vectors.T
+        np.fill_diagonal(got, -2)
+        return float(np.mean(got.argmax(1) == wanted.argmax(1))), summary
+
+    plain, _ = agreement("plain")
+    taught, summary = agreement("taught", distil_loss="ranking", distil_weight=5.0)
+    assert taught > plain + 0.1  # the probe texts' nearest neighbours are more often the teacher's
+    assert max(e["dev_accuracy"] for e in summary["epochs"]) >= 0.8 and summary["config"]["distil_loss"] == "ranking"
 
 
 def test_training_with_the_in_batch_ranking_term_learns_and_records_it(tmp_path):

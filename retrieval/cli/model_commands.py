@@ -225,6 +225,10 @@ def _model_encoder(model: Path | None, backend: str | None):  # noqa: ANN202 - E
                    "recall@1 0.627 vs 0.575, embeddings trained), none for the transformer.")
 @click.option("--distil-weight", type=click.FloatRange(0, min_open=True), default=DISTIL_WEIGHT, show_default=True,
               help="--distil-from: weight of the distillation term beside the triplet loss (10 beat 1 on QQP).")
+@click.option("--distil-loss", type=click.Choice(["cosines", "ranking"]), default="cosines", show_default=True,
+              help="--distil-from: what is learnt from it: every cosine of the batch (squared error), or how "
+                   "each anchor ranks its candidates, the --ranking-memory's among them (KL divergence of the "
+                   "two softmax distributions at scale 20; a shift of an anchor's cosines costs nothing).")
 @click.option("--distil-variants", type=click.FloatRange(0, 0.5), default=0.0, show_default=True, metavar="RATE",
               help="--distil-from: also distil on a variant of each batch anchor, its words replaced by training "
                    "words or dropped at this rate each (Tang et al. 2019's transfer set; 0.15 gave the LSTM "
@@ -245,14 +249,22 @@ def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epo
           teacher: str, silver_neighbours: int, silver_paths: tuple[Path, ...], teacher_epochs: int,
           teacher_lr: float, margin_mse: float, cosent: float, ranking: float, ranking_memory: int,
           mined_negatives: bool, mine_every: int, distil_from: str,
-          lstm_embeddings: str, distil_weight: float, distil_variants: float, weight_average: float,
-          layer_decay: float) -> None:
+          lstm_embeddings: str, distil_weight: float, distil_loss: str, distil_variants: float,
+          weight_average: float, layer_decay: float) -> None:
     """Train a siamese encoder with triplet loss on PAIRS (or triplets), or (--encoder cnn) on a
     class tree of images, and save it to --out."""
     if out.exists() and any(out.iterdir()) and not force:
         raise TwinError(f"{out}: exists and is not empty (use --force to replace it)")
     if distil_from not in ("auto", "none", "packaged") and not Path(distil_from).is_dir():
         raise TwinError(f"--distil-from {distil_from}: no such model folder")
+    if distil_from == "auto":
+        distil_from = "packaged" if encoder_kind == "lstm" else "none"
+    if distil_loss == "ranking" and distil_from == "none":
+        raise TwinError("--distil-loss ranking says how to learn from the model of --distil-from: give "
+                        "--distil-from packaged or MODEL")
+    if distil_loss == "ranking" and distil_variants:
+        raise TwinError("--distil-variants adds texts to the cosines the student learns; --distil-loss ranking "
+                        "ranks each anchor's candidates only: give one of the two")
     if layer_decay != 1 and encoder_kind != "transformer":
         raise TwinError(f"--layer-decay scales a transformer's layers' learning rates; it does not apply to "
                         f"--encoder {encoder_kind}")
@@ -299,8 +311,6 @@ def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epo
     if margin_mse and teacher == "none" and not any(p.score is not None for p in reused):
         raise TwinError("--margin-mse distils the cross-encoder teacher's scores: it needs --teacher cross-encoder "
                         "or --silver pairs that carry them")
-    if distil_from == "auto":
-        distil_from = "packaged" if encoder_kind == "lstm" else "none"
     ranking, ranking_memory = _ranking(encoder_kind == "transformer" and (teacher == "cross-encoder" or bool(reused)),
                                        ranking, ranking_memory)
     silver, taught = reused, {}
@@ -316,7 +326,8 @@ def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epo
     student = encoder_kind == "transformer" and bool(silver)
     epochs = epochs or (student_epochs(len(batches)) if student else 1)
     config = TrainConfig(encoder_kind, epochs, batch_size, margin, lr, max_seq_length, seed,
-                         topic_batches=topic_batches, distil_weight=distil_weight, margin_mse=margin_mse, cosent=cosent,
+                         topic_batches=topic_batches, distil_weight=distil_weight, distil_loss=distil_loss,
+                         margin_mse=margin_mse, cosent=cosent,
                          ranking=ranking, ranking_memory=ranking_memory, mined_negatives=mined_negatives,
                          mine_every=mine_every, distil_variants=distil_variants, weight_average=weight_average,
                          layer_decay=layer_decay,

@@ -14,13 +14,15 @@ class CandidateMemory:
     batches join them as negatives at the cost of a matrix product: a cross-batch memory (XBM: Wang,
     Zhang, Huang & Scott, "Cross-Batch Memory for Embedding Learning", CVPR 2020), which shows the
     vectors of a slowly trained network drift little over a few batches. Their groups travel with
-    them, so the ranking term's false-negative mask also covers remembered duplicates.
+    them, so the ranking term's false-negative mask also covers remembered duplicates; so do a
+    teacher's vectors of them, where the ranking distillation term is on.
     """
 
     def __init__(self, size: int) -> None:
         self.size = size
         self.vectors: Tensor | None = None
         self.groups: Tensor | None = None
+        self.teacher: Tensor | None = None
 
     def __len__(self) -> int:
         return 0 if self.vectors is None else self.vectors.shape[0]
@@ -31,9 +33,17 @@ class CandidateMemory:
             return candidates, groups
         return torch.cat([candidates, self.vectors]), torch.cat([groups, self.groups])
 
-    def remember(self, candidates: Tensor, groups: Tensor) -> None:
-        """Keep ``candidates`` (detached) as the newest rows, forgetting the oldest beyond ``size``."""
+    def teacher_extended(self, teacher: Tensor) -> Tensor:
+        """A teacher's vectors of the candidates followed by its remembered ones, row for row as ``extended``."""
+        return teacher if self.teacher is None else torch.cat([teacher, self.teacher])
+
+    def remember(self, candidates: Tensor, groups: Tensor, teacher: Tensor | None = None) -> None:
+        """Keep ``candidates`` (detached), and a teacher's vectors of them where given, as the newest
+        rows, forgetting the oldest beyond ``size``."""
         vectors, groups = candidates.detach(), groups.detach()
         if self.vectors is not None:
             vectors, groups = torch.cat([vectors, self.vectors]), torch.cat([groups, self.groups])
         self.vectors, self.groups = vectors[: self.size], groups[: self.size]
+        if teacher is not None:
+            kept = teacher.detach() if self.teacher is None else torch.cat([teacher.detach(), self.teacher])
+            self.teacher = kept[: self.size]

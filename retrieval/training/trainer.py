@@ -32,6 +32,7 @@ from .losses import (
     cosent_loss,
     in_batch_ranking_loss,
     margin_mse_loss,
+    ranking_distillation_loss,
     similarity_distillation_loss,
 )
 from .memory import CandidateMemory
@@ -61,7 +62,8 @@ class TrainConfig:
     warmup: float = 0.1
     patience: int = 2
     topic_batches: bool = False  #: batches of neighbouring anchors (hard in-batch negatives)
-    distil_weight: float = DISTIL_WEIGHT  #: weight of the similarity distillation term (with a teacher)
+    distil_weight: float = DISTIL_WEIGHT  #: weight of the distillation term (with a teacher)
+    distil_loss: str = "cosines"  #: the distillation term: "cosines" (similarity) or "ranking" (listwise KL)
     margin_mse: float = MARGIN_MSE_WEIGHT  #: weight of the margin-MSE term (on pairs a teacher scored)
     cosent: float = COSENT_WEIGHT  #: weight of the CoSENT term over the batch's labelled pairs
     ranking: float = RANKING_WEIGHT  #: weight of the in-batch ranking (InfoNCE) term
@@ -228,15 +230,16 @@ def train(
     trainable: Trainable, batches: TripletBatches, config: TrainConfig, out: Path,
     dev: Sequence[Pair] | None = None, teacher: EmbeddingTeacher | None = None, notes: dict | None = None,
 ) -> dict:
-    """Train with the batch triplet loss (plus ``config.distil_weight`` x the similarity
-    distillation term where a ``teacher`` is given, ``config.margin_mse`` x the margin-MSE term
-    where a cross-encoder scored the pairs, and ``config.cosent`` x the CoSENT term over the batch's
-    labelled pairs, ranked by their teacher scores or labels, and ``config.ranking`` x the in-batch
-    ranking term, each anchor's positive against all its negatives, with ``config.ranking_memory``
-    past candidates among them: ``memory.CandidateMemory``); keep the epoch with the best dev
-    accuracy (early stopping after ``patience`` epochs without gain); save to ``out``. With
-    ``config.weight_average``, the moving average of the weights (``averaging.WeightAverage``) is what
-    is evaluated and saved.
+    """Train with the batch triplet loss plus, where each is on: ``config.distil_weight`` x the
+    distillation term where a ``teacher`` is given (``config.distil_loss`` "cosines": every cosine
+    of the batch; "ranking": each anchor's ranking of its candidates, the memory's among them);
+    ``config.margin_mse`` x the margin-MSE term where a cross-encoder scored the pairs;
+    ``config.cosent`` x the CoSENT term over the batch's labelled pairs, ranked by their teacher
+    scores or labels; ``config.ranking`` x the in-batch ranking term, each anchor's positive against
+    all its negatives, with ``config.ranking_memory`` past candidates among them
+    (``memory.CandidateMemory``). Keep the epoch with the best dev accuracy (early stopping after
+    ``patience`` epochs without gain); save to ``out``. With ``config.weight_average``, the moving
+    average of the weights (``averaging.WeightAverage``) is what is evaluated and saved.
     Returns a summary, ``notes`` added (what came before this training: the teacher's record); the
     loss log goes to ``out/train_log.jsonl``."""
     seed_everything(config.seed)
@@ -327,18 +330,23 @@ def _step(trainable: Trainable, batch, config: TrainConfig,  # noqa: ANN001 - Ba
     near_scores = (near[0::2] * near[1::2]).sum(dim=1) if m else None
     margin = config.margin
     loss = batch_triplet_loss(vectors[:n], candidates, groups[:n], groups[n:], margin, near_scores, margin / 3)
+    ranked, ranked_groups = (candidates, groups[n:]) if memory is None else memory.extended(candidates, groups[n:])
     if config.ranking:
-        ranked, ranked_groups = (candidates, groups[n:]) if memory is None else memory.extended(candidates, groups[n:])
         loss = loss + config.ranking * in_batch_ranking_loss(vectors[:n], ranked, groups[:n], ranked_groups)
-        if memory is not None:
-            memory.remember(candidates, groups[n:])
+    taught = None
+    if teacher is not None and config.distil_loss == "ranking":
+        taught = teacher(texts)[: len(texts) - m]
+        known = taught[n:] if memory is None else memory.teacher_extended(taught[n:])
+        loss = loss + config.distil_weight * ranking_distillation_loss(vectors[:n], ranked, taught[:n], known)
+    if memory is not None:
+        memory.remember(candidates, groups[n:], None if taught is None else taught[n:])
     if config.margin_mse and batch.scored:
         loss = loss + config.margin_mse * _margin_term(vectors[:n], candidates[:n], candidates[n:], batch.scored)
     if config.cosent:
         cosines = (vectors[:n] * candidates[:n]).sum(dim=1)
         cosines = torch.cat([cosines, near_scores]) if m else cosines
         loss = loss + config.cosent * cosent_loss(cosines, torch.tensor(batch.pair_targets))
-    if teacher is not None:
+    if teacher is not None and config.distil_loss == "cosines":
         extra = teacher.variants_of(batch.anchors)
         student = torch.cat([vectors, trainable.embed(extra)]) if extra else vectors
         loss = loss + config.distil_weight * similarity_distillation_loss(student, teacher(texts + extra))
