@@ -17,6 +17,7 @@ from ..training.recipe import (
     MARGIN_MSE_WEIGHT,
     MINED_NEGATIVES,
     RANKING_WEIGHT,
+    STUDENT_DISTIL_WEIGHT,
     STUDENT_RANKING,
     STUDENT_RANKING_MEMORY,
     TEACHER_EPOCHS,
@@ -155,8 +156,8 @@ def _model_encoder(model: Path | None, backend: str | None):  # noqa: ANN202 - E
 @click.option("--teacher", type=click.Choice(["auto", "none", "cross-encoder"]), default="auto", show_default=True,
               help="cross-encoder: first train a cross-encoder from the base model on PAIRS, let it label pairs "
                    "mined among the training texts (--silver-neighbours a text; its threshold chosen on --dev), "
-                   "and train on gold + silver (QQP dev: accuracy 0.833 vs 0.809, AP 0.892 vs 0.868, 40-49 min vs "
-                   "8 on 2 cores; BENCHMARKS.md). auto: cross-encoder for --encoder transformer on labelled "
+                   "and train on gold + silver (QQP dev: accuracy 0.830 vs 0.809, AP 0.890 vs 0.868, about 41-50 min "
+                   "vs 8 on 2 cores; BENCHMARKS.md). auto: cross-encoder for --encoder transformer on labelled "
                    "pairs, none otherwise.")
 @click.option("--silver-neighbours", type=click.IntRange(1, 50), default=2, show_default=True,
               help="--teacher: candidate pairs mined a training text (its nearest others by the base model).")
@@ -220,15 +221,19 @@ def _model_encoder(model: Path | None, backend: str | None):  # noqa: ANN202 - E
                    "(--lstm-tokens packaged; QQP dev +1.0 accuracy and +3.2 recall@1 points), train a table "
                    "of words.")
 @click.option("--distil-from", type=str, default="auto", show_default=True, metavar="MODEL|packaged|none|auto",
-              help="Also learn the cosines this model gives every pair of texts in a batch (similarity "
-                   "distillation; 'packaged': the packaged MiniLM). auto: packaged for --encoder lstm (QQP dev "
-                   "recall@1 0.627 vs 0.575, embeddings trained), none for the transformer.")
-@click.option("--distil-weight", type=click.FloatRange(0, min_open=True), default=DISTIL_WEIGHT, show_default=True,
-              help="--distil-from: weight of the distillation term beside the triplet loss (10 beat 1 on QQP).")
-@click.option("--distil-loss", type=click.Choice(["cosines", "ranking"]), default="cosines", show_default=True,
+              help="Also learn from this model's vectors ('packaged': the packaged MiniLM; what is learnt: "
+                   "--distil-loss). auto: packaged for --encoder lstm (QQP dev recall@1 0.627 vs 0.575, "
+                   "embeddings trained) and for a transformer student of silver pairs (two seeds on QQP dev: "
+                   "recall@1 +0.6 points, accuracy and AP within 0.1), none otherwise.")
+@click.option("--distil-weight", type=click.FloatRange(0, min_open=True), default=None, metavar="WEIGHT",
+              help=f"--distil-from: weight of the distillation term beside the triplet loss. Default: "
+                   f"{DISTIL_WEIGHT} for cosines (10 beat 1 on QQP), {STUDENT_DISTIL_WEIGHT} for ranking (1: "
+                   f"recall@1 +1.3, accuracy and AP -0.8 points on QQP dev).")
+@click.option("--distil-loss", type=click.Choice(["cosines", "ranking"]), default=None,
               help="--distil-from: what is learnt from it: every cosine of the batch (squared error), or how "
                    "each anchor ranks its candidates, the --ranking-memory's among them (KL divergence of the "
-                   "two softmax distributions at scale 20; a shift of an anchor's cosines costs nothing).")
+                   "two softmax distributions at scale 20; a shift of an anchor's cosines costs nothing). "
+                   "Default: ranking for a transformer student of silver pairs, cosines otherwise.")
 @click.option("--distil-variants", type=click.FloatRange(0, 0.5), default=0.0, show_default=True, metavar="RATE",
               help="--distil-from: also distil on a variant of each batch anchor, its words replaced by training "
                    "words or dropped at this rate each (Tang et al. 2019's transfer set; 0.15 gave the LSTM "
@@ -249,7 +254,7 @@ def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epo
           teacher: str, silver_neighbours: int, silver_paths: tuple[Path, ...], teacher_epochs: int,
           teacher_lr: float, margin_mse: float, cosent: float, ranking: float, ranking_memory: int,
           mined_negatives: bool, mine_every: int, distil_from: str,
-          lstm_embeddings: str, distil_weight: float, distil_loss: str, distil_variants: float,
+          lstm_embeddings: str, distil_weight: float | None, distil_loss: str | None, distil_variants: float,
           weight_average: float, layer_decay: float) -> None:
     """Train a siamese encoder with triplet loss on PAIRS (or triplets), or (--encoder cnn) on a
     class tree of images, and save it to --out."""
@@ -257,14 +262,6 @@ def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epo
         raise TwinError(f"{out}: exists and is not empty (use --force to replace it)")
     if distil_from not in ("auto", "none", "packaged") and not Path(distil_from).is_dir():
         raise TwinError(f"--distil-from {distil_from}: no such model folder")
-    if distil_from == "auto":
-        distil_from = "packaged" if encoder_kind == "lstm" else "none"
-    if distil_loss == "ranking" and distil_from == "none":
-        raise TwinError("--distil-loss ranking says how to learn from the model of --distil-from: give "
-                        "--distil-from packaged or MODEL")
-    if distil_loss == "ranking" and distil_variants:
-        raise TwinError("--distil-variants adds texts to the cosines the student learns; --distil-loss ranking "
-                        "ranks each anchor's candidates only: give one of the two")
     if layer_decay != 1 and encoder_kind != "transformer":
         raise TwinError(f"--layer-decay scales a transformer's layers' learning rates; it does not apply to "
                         f"--encoder {encoder_kind}")
@@ -311,8 +308,10 @@ def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epo
     if margin_mse and teacher == "none" and not any(p.score is not None for p in reused):
         raise TwinError("--margin-mse distils the cross-encoder teacher's scores: it needs --teacher cross-encoder "
                         "or --silver pairs that carry them")
-    ranking, ranking_memory = _ranking(encoder_kind == "transformer" and (teacher == "cross-encoder" or bool(reused)),
-                                       ranking, ranking_memory)
+    student = encoder_kind == "transformer" and (teacher == "cross-encoder" or bool(reused))
+    ranking, ranking_memory = _ranking(student, ranking, ranking_memory)
+    distil_from, distil_loss, distil_weight = _distillation(student, encoder_kind, distil_from, distil_loss,
+                                                            distil_weight, distil_variants)
     silver, taught = reused, {}
     if teacher == "cross-encoder":
         mined, record = _silver(pairs, base, backend, silver_neighbours, teacher_epochs, teacher_lr, seed,
@@ -323,8 +322,7 @@ def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epo
         batches = TripletBatches(pairs, triplets, batch_size, seed, near_miss_rows, near_miss_pairs)
     except ValueError as exc:
         raise TwinError(f"{pairs_path}: {exc}") from None
-    student = encoder_kind == "transformer" and bool(silver)
-    epochs = epochs or (student_epochs(len(batches)) if student else 1)
+    epochs = epochs or (student_epochs(len(batches)) if encoder_kind == "transformer" and silver else 1)
     config = TrainConfig(encoder_kind, epochs, batch_size, margin, lr, max_seq_length, seed,
                          topic_batches=topic_batches, distil_weight=distil_weight, distil_loss=distil_loss,
                          margin_mse=margin_mse, cosent=cosent,
@@ -363,6 +361,25 @@ def _ranking(student: bool, weight: float | None, memory: int | None) -> tuple[f
     if memory and not weight:
         raise TwinError("--ranking-memory keeps negatives for the ranking term: give --ranking a weight too")
     return weight, memory
+
+
+def _distillation(student: bool, encoder_kind: str, source: str, loss: str | None, weight: float | None,
+                  variants: float) -> tuple[str, str, float]:
+    """``--distil-from``, ``--distil-loss`` and ``--distil-weight`` with their defaults filled in: the
+    LSTM learns the packaged model's cosines at ``DISTIL_WEIGHT``, a transformer student of silver
+    pairs its ranking of each anchor's candidates at ``STUDENT_DISTIL_WEIGHT``; anything else
+    distils nothing unless asked to."""
+    if source == "auto":
+        source = "packaged" if encoder_kind == "lstm" or student else "none"
+    loss = loss or ("ranking" if student else "cosines")
+    if loss == "ranking" and source == "none":
+        raise TwinError("--distil-loss ranking says how to learn from the model of --distil-from: give "
+                        "--distil-from packaged or MODEL")
+    if loss == "ranking" and variants:
+        raise TwinError("--distil-variants adds texts to the cosines the student learns; --distil-loss ranking "
+                        "ranks each anchor's candidates only: give --distil-loss cosines or no variants")
+    weight = weight if weight is not None else (STUDENT_DISTIL_WEIGHT if loss == "ranking" else DISTIL_WEIGHT)
+    return source, loss, weight
 
 
 def _frozen(encoder_kind: str, embeddings: str, tokens: str) -> bool:
