@@ -224,7 +224,7 @@ def _model_encoder(model: Path | None, backend: str | None):  # noqa: ANN202 - E
               help="Also learn from this model's vectors ('packaged': the packaged MiniLM; what is learnt: "
                    "--distil-loss). auto: packaged for --encoder lstm (QQP dev recall@1 0.627 vs 0.575, "
                    "embeddings trained) and for a transformer student of silver pairs (two seeds on QQP dev: "
-                   "recall@1 +0.6 points, accuracy and AP within 0.1), none otherwise.")
+                   "recall@1 +0.6 points, accuracy and AP within 0.25, 0.1 on their mean), none otherwise.")
 @click.option("--distil-weight", type=click.FloatRange(0, min_open=True), default=None, metavar="WEIGHT",
               help=f"--distil-from: weight of the distillation term beside the triplet loss. Default: "
                    f"{DISTIL_WEIGHT} for cosines (10 beat 1 on QQP), {STUDENT_DISTIL_WEIGHT} for ranking (1: "
