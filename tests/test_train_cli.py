@@ -226,8 +226,6 @@ def test_train_distils_a_models_cosines_into_the_lstm(tmp_path):
     both = twin("train", train, "--out", tmp_path / "m2", "--encoder", "lstm", "--distil-loss", "ranking",
                 "--distil-variants", "0.2")
     assert both.exit_code == 1 and both.stderr.strip().splitlines()[-1].startswith("Error: --distil-variants adds")
-    near = twin("train", train, "--out", tmp_path / "m2", "--encoder", "lstm", "--distil-neighbours", "2")
-    assert near.exit_code == 1 and near.stderr.strip().splitlines()[-1].startswith("Error: --distil-neighbours adds")
     alone = twin("train", train, "--out", tmp_path / "m2", "--distil-loss", "ranking", "--teacher", "none")
     assert alone.exit_code == 1 and alone.stderr.strip().splitlines()[-1].startswith("Error: --distil-loss ranking")
     assert not (tmp_path / "m2").exists()

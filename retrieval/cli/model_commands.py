@@ -234,10 +234,6 @@ def _model_encoder(model: Path | None, backend: str | None):  # noqa: ANN202 - E
                    "each anchor ranks its candidates, the --ranking-memory's among them (KL divergence of the "
                    "two softmax distributions at scale 20; a shift of an anchor's cosines costs nothing). "
                    "Default: ranking for a transformer student of silver pairs, cosines otherwise.")
-@click.option("--distil-neighbours", type=click.IntRange(0, 16), default=0, show_default=True, metavar="K",
-              help="--distil-loss ranking: each anchor's K nearest training texts by the --distil-from model "
-                   "join the candidates it learns to rank (encoded by the student: K x --batch-size more "
-                   "texts a step); 0: the batch's and the memory's only.")
 @click.option("--distil-variants", type=click.FloatRange(0, 0.5), default=0.0, show_default=True, metavar="RATE",
               help="--distil-from: also distil on a variant of each batch anchor, its words replaced by training "
                    "words or dropped at this rate each (Tang et al. 2019's transfer set; 0.15 gave the LSTM "
@@ -258,8 +254,8 @@ def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epo
           teacher: str, silver_neighbours: int, silver_paths: tuple[Path, ...], teacher_epochs: int,
           teacher_lr: float, margin_mse: float, cosent: float, ranking: float, ranking_memory: int,
           mined_negatives: bool, mine_every: int, distil_from: str,
-          lstm_embeddings: str, distil_weight: float | None, distil_loss: str | None, distil_neighbours: int,
-          distil_variants: float, weight_average: float, layer_decay: float) -> None:
+          lstm_embeddings: str, distil_weight: float | None, distil_loss: str | None, distil_variants: float,
+          weight_average: float, layer_decay: float) -> None:
     """Train a siamese encoder with triplet loss on PAIRS (or triplets), or (--encoder cnn) on a
     class tree of images, and save it to --out."""
     if out.exists() and any(out.iterdir()) and not force:
@@ -316,9 +312,6 @@ def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epo
     ranking, ranking_memory = _ranking(student, ranking, ranking_memory)
     distil_from, distil_loss, distil_weight = _distillation(student, encoder_kind, distil_from, distil_loss,
                                                             distil_weight, distil_variants)
-    if distil_neighbours and distil_loss != "ranking":
-        raise TwinError("--distil-neighbours adds candidates to the ranking the student learns: it needs "
-                        "--distil-loss ranking")
     silver, taught = reused, {}
     if teacher == "cross-encoder":
         mined, record = _silver(pairs, base, backend, silver_neighbours, teacher_epochs, teacher_lr, seed,
@@ -332,7 +325,6 @@ def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epo
     epochs = epochs or (student_epochs(len(batches)) if encoder_kind == "transformer" and silver else 1)
     config = TrainConfig(encoder_kind, epochs, batch_size, margin, lr, max_seq_length, seed,
                          topic_batches=topic_batches, distil_weight=distil_weight, distil_loss=distil_loss,
-                         distil_neighbours=distil_neighbours,
                          margin_mse=margin_mse, cosent=cosent,
                          ranking=ranking, ranking_memory=ranking_memory, mined_negatives=mined_negatives,
                          mine_every=mine_every, distil_variants=distil_variants, weight_average=weight_average,

@@ -64,7 +64,6 @@ class TrainConfig:
     topic_batches: bool = False  #: batches of neighbouring anchors (hard in-batch negatives)
     distil_weight: float = DISTIL_WEIGHT  #: weight of the distillation term (with a teacher)
     distil_loss: str = "cosines"  #: the distillation term: "cosines" (similarity) or "ranking" (listwise KL)
-    distil_neighbours: int = 0  #: ranking: each anchor's k nearest training texts by the teacher join the candidates
     margin_mse: float = MARGIN_MSE_WEIGHT  #: weight of the margin-MSE term (on pairs a teacher scored)
     cosent: float = COSENT_WEIGHT  #: weight of the CoSENT term over the batch's labelled pairs
     ranking: float = RANKING_WEIGHT  #: weight of the in-batch ranking (InfoNCE) term
@@ -198,7 +197,6 @@ class EmbeddingTeacher:
         vectors = encoder.encode(unique, batch_size) if unique else np.zeros((0, encoder.dimension), np.float32)
         self.rows = {text: i for i, text in enumerate(unique)}
         self.vectors = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))
-        self.texts = unique  #: the texts ``neighbours`` searches, row for row with the first vectors
 
     def __call__(self, texts: Sequence[str]) -> torch.Tensor:
         """(n, e) teacher vectors of ``texts``."""
@@ -208,19 +206,6 @@ class EmbeddingTeacher:
             self.rows.update({t: len(self.rows) + i for i, t in enumerate(missing)})
             self.vectors = torch.cat([self.vectors, extra])
         return self.vectors[[self.rows[t] for t in texts]]
-
-    def neighbours(self, texts: Sequence[str], k: int) -> list[str]:
-        """The ``k`` texts nearest each of ``texts`` by this encoder's cosine among the texts it was
-        given (each text itself left out), nearest first, text after text: ``len(texts) * k``."""
-        known = len(self.texts)
-        k = min(k, known - 1)
-        if k <= 0 or not texts:
-            return []
-        cosines = self(texts) @ self.vectors[:known].T
-        own = torch.tensor([self.rows[t] if self.rows[t] < known else -1 for t in texts])
-        mine = own >= 0
-        cosines[mine.nonzero().squeeze(1), own[mine]] = -torch.inf
-        return [self.texts[j] for j in cosines.topk(k, dim=1).indices.flatten().tolist()]
 
     def variants_of(self, texts: Sequence[str]) -> list[str]:
         """The variants of those of ``texts`` that have one (none without ``variant_rate``)."""
@@ -337,10 +322,7 @@ def _step(trainable: Trainable, batch, config: TrainConfig,  # noqa: ANN001 - Ba
           teacher: EmbeddingTeacher | None, memory: CandidateMemory | None = None) -> torch.Tensor:
     pair_texts = [t for pair in batch.near_misses for t in pair]
     texts = batch.anchors + batch.positives + batch.negatives + pair_texts
-    ranking_teacher = teacher is not None and config.distil_loss == "ranking"
-    neighbours = teacher.neighbours(batch.anchors, config.distil_neighbours) if ranking_teacher else []
-    vectors = trainable.embed(texts + neighbours)
-    vectors, neighbour_vectors = vectors[: len(texts)], vectors[len(texts) :]
+    vectors = trainable.embed(texts)
     n, m = len(batch.anchors), len(pair_texts)
     groups = torch.tensor(batch.anchor_groups + batch.positive_groups + batch.negative_groups)
     candidates = vectors[n : len(texts) - m]
@@ -352,11 +334,10 @@ def _step(trainable: Trainable, batch, config: TrainConfig,  # noqa: ANN001 - Ba
     if config.ranking:
         loss = loss + config.ranking * in_batch_ranking_loss(vectors[:n], ranked, groups[:n], ranked_groups)
     taught = None
-    if ranking_teacher:
+    if teacher is not None and config.distil_loss == "ranking":
         taught = teacher(texts)[: len(texts) - m]
         known = taught[n:] if memory is None else memory.teacher_extended(taught[n:])
-        loss = loss + config.distil_weight * ranking_distillation_loss(
-            vectors[:n], torch.cat([ranked, neighbour_vectors]), taught[:n], torch.cat([known, teacher(neighbours)]))
+        loss = loss + config.distil_weight * ranking_distillation_loss(vectors[:n], ranked, taught[:n], known)
     if memory is not None:
         memory.remember(candidates, groups[n:], None if taught is None else taught[n:])
     if config.margin_mse and batch.scored:
