@@ -156,7 +156,7 @@ def _model_encoder(model: Path | None, backend: str | None):  # noqa: ANN202 - E
 @click.option("--teacher", type=click.Choice(["auto", "none", "cross-encoder"]), default="auto", show_default=True,
               help="cross-encoder: first train a cross-encoder from the base model on PAIRS, let it label pairs "
                    "mined among the training texts (--silver-neighbours a text; its threshold chosen on --dev), "
-                   "and train on gold + silver (QQP dev: accuracy 0.830 vs 0.809, AP 0.890 vs 0.868, about 41-50 min "
+                   "and train on gold + silver (QQP dev: accuracy 0.830 vs 0.809, AP 0.890 vs 0.868, 40-50 min "
                    "vs 8 on 2 cores; BENCHMARKS.md). auto: cross-encoder for --encoder transformer on labelled "
                    "pairs, none otherwise.")
 @click.option("--silver-neighbours", type=click.IntRange(1, 50), default=2, show_default=True,
