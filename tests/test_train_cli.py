@@ -242,9 +242,6 @@ def test_train_distils_a_models_cosines_into_the_lstm(tmp_path):
         assert decayed.exit_code == 1 and decayed.stderr.strip() == ("Error: --layer-decay scales a transformer's "
                                                                      f"layers' learning rates; it does not apply "
                                                                      f"to --encoder {kind}")
-        adapted = twin("train", train, "--out", tmp_path / "m3", "--encoder", kind, "--low-rank", "8")
-        assert adapted.exit_code == 1 and adapted.stderr.strip() == ("Error: --low-rank adapts a transformer's linear "
-                                                                     f"layers; it does not apply to --encoder {kind}")
     lonely = twin("train", train, "--out", tmp_path / "m3", "--encoder", "lstm", "--ranking-memory", "64")
     assert lonely.exit_code == 1 and "give --ranking a weight too" in lonely.stderr and not (tmp_path / "m3").exists()
     cnn = twin("train", train, "--out", tmp_path / "m3", "--encoder", "cnn", "--mined-negatives")

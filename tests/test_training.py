@@ -715,35 +715,6 @@ def test_layer_decay_gives_each_transformer_layer_its_rate_and_the_lowest_barely
     assert moved["0.model.encoder.layer.5.output.dense.weight"] > 1e-7  # lr x 1e-2 (in warm-up): it learns
 
 
-def test_low_rank_trains_only_its_factors_starts_from_the_base_and_saves_a_plain_model(tmp_path):
-    from sentence_transformers import SentenceTransformer
-
-    from retrieval.encoders import load_encoder
-    from retrieval.training.low_rank import LowRankLinear
-    from retrieval.training.trainer import TrainConfig, TransformerTrainable, train
-
-    texts = ["how do i cook rice?", "what is the capital of france?"]
-    trainable = TransformerTrainable(None, max_seq_length=16, low_rank=4, low_rank_alpha=8)
-    adapted = [m for m in trainable.model.modules() if isinstance(m, LowRankLinear)]
-    assert len(adapted) == 6 * 6 + 1  # q, k, v, attention out, intermediate, out in six layers; the pooler
-    trained = {n for n, p in trainable.model.named_parameters() if p.requires_grad}
-    assert trained == {n for n, _ in trainable.model.named_parameters() if n.endswith((".down", ".up"))}
-    base = load_encoder(backend="torch").model
-    before = base.encode(texts, normalize_embeddings=True)
-    assert np.allclose(trainable.model.encode(texts, normalize_embeddings=True), before, atol=1e-6)  # B = 0
-    frozen = {n: p.detach().clone() for n, p in trainable.model.named_parameters() if not p.requires_grad}
-    train(trainable, TripletBatches(synthetic_pairs(seed=4, n=16), batch_size=4, seed=0),
-          TrainConfig("transformer", epochs=1, batch_size=4, lr=1e-3, low_rank=4), tmp_path / "st")
-    assert all(torch.equal(p, frozen[n]) for n, p in trainable.model.named_parameters() if n in frozen)
-    adapted_now = trainable.model.encode(texts, normalize_embeddings=True)
-    assert not np.allclose(adapted_now, before, atol=1e-4)  # the updates moved the vectors
-    loaded = SentenceTransformer(str(tmp_path / "st"), device="cpu")
-    assert not any(isinstance(m, LowRankLinear) for m in loaded.modules())
-    assert not any(k.endswith((".down", ".up")) for k in loaded.state_dict())  # a plain model folder
-    assert np.allclose(loaded.encode(texts, normalize_embeddings=True), adapted_now, atol=1e-5)  # merged = adapted
-    assert any(isinstance(m, LowRankLinear) for m in trainable.model.modules())  # saving merged a copy
-
-
 def test_quadruplet_term_against_hand_computed_example():
     anchors = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     candidates = torch.tensor([[1.0, 0.0], [0.0, 1.0]])  # both positives score 1.0, negatives 0.0

@@ -195,11 +195,6 @@ def _model_encoder(model: Path | None, backend: str | None):  # noqa: ANN202 - E
               metavar="FACTOR", help="transformer: each layer learns at this factor of the rate of the layer above "
                                      "it, the token embeddings least (layer-wise rate decay; 1: all at --lr). On "
                                      "QQP 0.8 gave recall@1 +0.5, accuracy -0.25, AP -0.5 points: off.")
-@click.option("--low-rank", type=click.IntRange(0), default=0, show_default=True, metavar="RANK",
-              help="transformer: keep the base model's weights and train only a rank-RANK update of each linear "
-                   "layer (LoRA, Hu et al. 2022), merged into the weights when saved; 0: every weight trains.")
-@click.option("--low-rank-alpha", type=click.FloatRange(0, min_open=True), default=16.0, show_default=True,
-              help="--low-rank: the update is scaled by ALPHA / RANK.")
 @click.option("--mined-negatives/--no-mined-negatives", default=MINED_NEGATIVES, show_default=True,
               help="Also give each row a negative mined among all the training texts with the model being "
                    "trained: the anchor's nearest text outside its duplicate group whose cosine is under 0.95 x "
@@ -260,7 +255,7 @@ def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epo
           teacher_lr: float, margin_mse: float, cosent: float, ranking: float, ranking_memory: int,
           mined_negatives: bool, mine_every: int, distil_from: str,
           lstm_embeddings: str, distil_weight: float | None, distil_loss: str | None, distil_variants: float,
-          weight_average: float, layer_decay: float, low_rank: int, low_rank_alpha: float) -> None:
+          weight_average: float, layer_decay: float) -> None:
     """Train a siamese encoder with triplet loss on PAIRS (or triplets), or (--encoder cnn) on a
     class tree of images, and save it to --out."""
     if out.exists() and any(out.iterdir()) and not force:
@@ -269,9 +264,6 @@ def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epo
         raise TwinError(f"--distil-from {distil_from}: no such model folder")
     if layer_decay != 1 and encoder_kind != "transformer":
         raise TwinError(f"--layer-decay scales a transformer's layers' learning rates; it does not apply to "
-                        f"--encoder {encoder_kind}")
-    if low_rank and encoder_kind != "transformer":
-        raise TwinError(f"--low-rank adapts a transformer's linear layers; it does not apply to "
                         f"--encoder {encoder_kind}")
     if encoder_kind == "cnn":
         if (teacher not in ("auto", "none") or distil_from not in ("auto", "none") or margin_mse or cosent
@@ -336,12 +328,12 @@ def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epo
                          margin_mse=margin_mse, cosent=cosent,
                          ranking=ranking, ranking_memory=ranking_memory, mined_negatives=mined_negatives,
                          mine_every=mine_every, distil_variants=distil_variants, weight_average=weight_average,
-                         layer_decay=layer_decay, low_rank=low_rank, low_rank_alpha=low_rank_alpha,
+                         layer_decay=layer_decay,
                          freeze_embeddings=_frozen(encoder_kind, lstm_embeddings, lstm_tokens))
     texts = [t for p in pairs for t in (p.a, p.b)] + [x for t in triplets for x in t]
     distiller = _distiller(distil_from, backend, texts, distil_variants, seed) if distil_from != "none" else None
     if encoder_kind == "transformer":
-        trainable = TransformerTrainable(base, max_seq_length, low_rank, low_rank_alpha)
+        trainable = TransformerTrainable(base, max_seq_length)
     else:
         trainable = LSTMTrainable(texts, max_seq_length, seed, lstm_tokens, lstm_pooling, lstm_dropout,
                                   lstm_hidden, config.freeze_embeddings)

@@ -35,7 +35,6 @@ from .losses import (
     ranking_distillation_loss,
     similarity_distillation_loss,
 )
-from .low_rank import LowRankLinear, attach, merge
 from .memory import CandidateMemory
 from .recipe import (
     COSENT_WEIGHT,
@@ -75,8 +74,6 @@ class TrainConfig:
     freeze_embeddings: bool = False  #: recorded only: LSTMTrainable(freeze_embeddings) applies it
     weight_average: float = 0.0  #: decay of the moving average of the weights evaluated and saved (0: off)
     layer_decay: float = 1.0  #: transformer: each layer down learns at this factor of the one above (1: off)
-    low_rank: int = 0  #: recorded only: TransformerTrainable(low_rank) applies it (0: every weight trains)
-    low_rank_alpha: float = 16.0  #: recorded only: the low-rank update's scale is alpha / rank
 
     def learning_rate(self) -> float:
         """The learning rate, defaulted by encoder."""
@@ -107,16 +104,11 @@ class Trainable(ABC):
 
 
 class TransformerTrainable(Trainable):
-    """Fine-tunes a sentence-transformers model (default: the packaged all-MiniLM-L6-v2); with
-    ``low_rank`` r > 0, only a rank-r update of each linear layer trains (``low_rank.attach``),
-    scaled by ``low_rank_alpha / r``, and is merged into the weights when saved."""
+    """Fine-tunes a sentence-transformers model (default: the packaged all-MiniLM-L6-v2)."""
 
-    def __init__(self, base: str | Path | None, max_seq_length: int, low_rank: int = 0,
-                 low_rank_alpha: float = 16.0) -> None:
+    def __init__(self, base: str | Path | None, max_seq_length: int) -> None:
         self.model = copy.deepcopy(TransformerEncoder(base).model)  # never train the shared loaded copy
         self.model.max_seq_length = max_seq_length
-        if low_rank:
-            attach(self.model, low_rank, low_rank_alpha)
         self.bf16 = choose_precision("cpu") == "bf16"
         self.encoder = _InMemoryTransformer(self)
 
@@ -137,15 +129,10 @@ class TransformerTrainable(Trainable):
 
     def parameter_groups(self, lr: float, layer_decay: float = 1.0) -> list[dict]:
         """``layer_decay.layer_groups``: each layer down at ``layer_decay`` times the rate above."""
-        return layer_groups([(n, p) for n, p in self.model.named_parameters() if p.requires_grad], lr, layer_decay)
+        return layer_groups(self.model.named_parameters(), lr, layer_decay)
 
     def save(self, folder: Path) -> None:
-        """The model folder, any low-rank updates merged into the weights (a plain model)."""
-        model = self.model
-        if any(isinstance(m, LowRankLinear) for m in model.modules()):
-            model = copy.deepcopy(model)
-            merge(model)
-        model.save(str(folder))
+        self.model.save(str(folder))
 
 
 class LSTMTrainable(Trainable):
