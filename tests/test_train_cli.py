@@ -257,25 +257,3 @@ def test_train_distils_a_models_cosines_into_the_lstm(tmp_path):
     lone = twin("train", train, "--out", tmp_path / "m4", "--encoder", "lstm", "--margin-mse", "1")
     assert lone.exit_code == 1 and lone.stderr.strip().endswith("or --silver pairs that carry them")
     assert not (tmp_path / "m4").exists()
-
-
-def test_train_distils_the_mean_of_several_models_cosines(lstm_model, tmp_path):
-    from retrieval.encoders.ensemble import MeanCosineEncoder
-
-    first, dev, _ = lstm_model
-    texts = ["how do i cook rice?", "what is the best way to cook rice?", "why is the sky blue?"]
-    models = [load_encoder(None), load_encoder(first)]
-    both = MeanCosineEncoder(models)
-    vectors = both.encode(texts)
-    assert vectors.shape == (3, 384 + models[1].dimension) == (3, both.dimension)
-    assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
-    mean = sum(v @ v.T for v in (m.encode(texts) for m in models)) / 2
-    assert np.allclose(vectors @ vectors.T, mean, atol=1e-5)  # inner product = the mean of the two cosines
-    result = twin("train", dev, "--out", tmp_path / "m", "--encoder", "lstm", "--distil-from", "packaged",
-                  "--distil-from", first, "--lstm-hidden", "16", "--batch-size", "16", "--max-seq-length", "16")
-    assert result.exit_code == 0, result.output
-    assert f"training texts with packaged + {first}" in result.stderr
-    lone = twin("train", dev, "--out", tmp_path / "m2", "--distil-from", "packaged", "--distil-from", "none")
-    assert lone.exit_code == 1 and lone.stderr.strip() == ("Error: --distil-from auto or none stands alone; repeat "
-                                                           "it only with models to average")
-    assert not (tmp_path / "m2").exists()

@@ -80,30 +80,16 @@ def _reused_silver(paths: tuple[Path, ...], held_out: set[str]) -> tuple[list, i
     return drop_leaks([p for path in paths for p in read_labelled(path).pairs], held_out)
 
 
-def _distil_sources(sources: tuple[str, ...]) -> tuple[str, ...]:
-    """The models of --distil-from, checked before anything is trained: ("auto",) when none is
-    given; auto and none only alone; every other one packaged or a model folder."""
-    sources = sources or ("auto",)
-    if len(sources) > 1 and {"auto", "none"} & set(sources):
-        raise TwinError("--distil-from auto or none stands alone; repeat it only with models to average")
-    for source in sources:
-        if source not in ("auto", "none", "packaged") and not Path(source).is_dir():
-            raise TwinError(f"--distil-from {source}: no such model folder")
-    return sources
-
-
-def _distiller(sources: tuple[str, ...], backend: str | None, texts: list[str], variant_rate: float,  # noqa: ANN202
+def _distiller(source: str, backend: str | None, texts: list[str], variant_rate: float,  # noqa: ANN202
                seed: int):
-    """The teacher of --distil-from (an EmbeddingTeacher: one model, or the mean of several models'
-    cosines), with its vectors of the training texts (and of their variants, with --distil-variants)."""
-    from ..encoders.ensemble import MeanCosineEncoder
+    """The teacher of --distil-from (an EmbeddingTeacher), with its vectors of the training texts
+    (and of their variants, with --distil-variants)."""
     from ..training.trainer import EmbeddingTeacher
 
-    encoders = [_model_encoder(None if s == "packaged" else Path(s), backend) for s in sources]
+    model = None if source == "packaged" else Path(source)
     variants = f" and a variant of each (--distil-variants {variant_rate})" if variant_rate else ""
-    say(f"distillation: encoding {len(set(texts))} training texts{variants} with {' + '.join(sources)}")
-    encoder = encoders[0] if len(encoders) == 1 else MeanCosineEncoder(encoders)
-    return EmbeddingTeacher(encoder, texts, variant_rate=variant_rate, seed=seed)
+    say(f"distillation: encoding {len(set(texts))} training texts{variants} with {source}")
+    return EmbeddingTeacher(_model_encoder(model, backend), texts, variant_rate=variant_rate, seed=seed)
 
 
 def _model_encoder(model: Path | None, backend: str | None):  # noqa: ANN202 - Encoder
@@ -234,12 +220,11 @@ def _model_encoder(model: Path | None, backend: str | None):  # noqa: ANN202 - E
                    "stay in place among the others, or train it with the rest. auto: freeze MiniLM's table "
                    "(--lstm-tokens packaged; QQP dev +1.0 accuracy and +3.2 recall@1 points), train a table "
                    "of words.")
-@click.option("--distil-from", type=str, multiple=True, metavar="MODEL|packaged|none|auto",
+@click.option("--distil-from", type=str, default="auto", show_default=True, metavar="MODEL|packaged|none|auto",
               help="Also learn from this model's vectors ('packaged': the packaged MiniLM; what is learnt: "
-                   "--distil-loss); repeated, from the mean of the models' cosines. Default auto: packaged for "
-                   "--encoder lstm (QQP dev recall@1 0.627 vs 0.575, embeddings trained) and for a transformer "
-                   "student of silver pairs (two seeds on QQP dev: recall@1 +0.6 points, accuracy and AP within "
-                   "0.25, 0.1 on their mean), none otherwise.")
+                   "--distil-loss). auto: packaged for --encoder lstm (QQP dev recall@1 0.627 vs 0.575, "
+                   "embeddings trained) and for a transformer student of silver pairs (two seeds on QQP dev: "
+                   "recall@1 +0.6 points, accuracy and AP within 0.25, 0.1 on their mean), none otherwise.")
 @click.option("--distil-weight", type=click.FloatRange(0, min_open=True), default=None, metavar="WEIGHT",
               help=f"--distil-from: weight of the distillation term beside the triplet loss. Default: "
                    f"{DISTIL_WEIGHT} for cosines (10 beat 1 on QQP), {STUDENT_DISTIL_WEIGHT} for ranking (1: "
@@ -268,19 +253,20 @@ def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epo
           max_minutes: float | None, lstm_tokens: str, lstm_pooling: str, lstm_dropout: float, lstm_hidden: int,
           teacher: str, silver_neighbours: int, silver_paths: tuple[Path, ...], teacher_epochs: int,
           teacher_lr: float, margin_mse: float, cosent: float, ranking: float, ranking_memory: int,
-          mined_negatives: bool, mine_every: int, distil_from: tuple[str, ...],
+          mined_negatives: bool, mine_every: int, distil_from: str,
           lstm_embeddings: str, distil_weight: float | None, distil_loss: str | None, distil_variants: float,
           weight_average: float, layer_decay: float) -> None:
     """Train a siamese encoder with triplet loss on PAIRS (or triplets), or (--encoder cnn) on a
     class tree of images, and save it to --out."""
     if out.exists() and any(out.iterdir()) and not force:
         raise TwinError(f"{out}: exists and is not empty (use --force to replace it)")
-    distil_from = _distil_sources(distil_from)
+    if distil_from not in ("auto", "none", "packaged") and not Path(distil_from).is_dir():
+        raise TwinError(f"--distil-from {distil_from}: no such model folder")
     if layer_decay != 1 and encoder_kind != "transformer":
         raise TwinError(f"--layer-decay scales a transformer's layers' learning rates; it does not apply to "
                         f"--encoder {encoder_kind}")
     if encoder_kind == "cnn":
-        if (teacher not in ("auto", "none") or distil_from not in (("auto",), ("none",)) or margin_mse or cosent
+        if (teacher not in ("auto", "none") or distil_from not in ("auto", "none") or margin_mse or cosent
                 or ranking or ranking_memory or mined_negatives or silver_paths or weight_average):
             raise TwinError("--teacher, --silver, --margin-mse, --cosent, --ranking(-memory), --mined-negatives, "
                             "--distil-from and --weight-average work on text pairs; they do not apply to "
@@ -345,7 +331,7 @@ def train(pairs_path: Path, out: Path, encoder_kind: str, base: Path | None, epo
                          layer_decay=layer_decay,
                          freeze_embeddings=_frozen(encoder_kind, lstm_embeddings, lstm_tokens))
     texts = [t for p in pairs for t in (p.a, p.b)] + [x for t in triplets for x in t]
-    distiller = _distiller(distil_from, backend, texts, distil_variants, seed) if distil_from != ("none",) else None
+    distiller = _distiller(distil_from, backend, texts, distil_variants, seed) if distil_from != "none" else None
     if encoder_kind == "transformer":
         trainable = TransformerTrainable(base, max_seq_length)
     else:
@@ -377,23 +363,23 @@ def _ranking(student: bool, weight: float | None, memory: int | None) -> tuple[f
     return weight, memory
 
 
-def _distillation(student: bool, encoder_kind: str, sources: tuple[str, ...], loss: str | None,
-                  weight: float | None, variants: float) -> tuple[tuple[str, ...], str, float]:
+def _distillation(student: bool, encoder_kind: str, source: str, loss: str | None, weight: float | None,
+                  variants: float) -> tuple[str, str, float]:
     """``--distil-from``, ``--distil-loss`` and ``--distil-weight`` with their defaults filled in: the
     LSTM learns the packaged model's cosines at ``DISTIL_WEIGHT``, a transformer student of silver
     pairs its ranking of each anchor's candidates at ``STUDENT_DISTIL_WEIGHT``; anything else
     distils nothing unless asked to."""
-    if sources == ("auto",):
-        sources = ("packaged",) if encoder_kind == "lstm" or student else ("none",)
+    if source == "auto":
+        source = "packaged" if encoder_kind == "lstm" or student else "none"
     loss = loss or ("ranking" if student else "cosines")
-    if loss == "ranking" and sources == ("none",):
+    if loss == "ranking" and source == "none":
         raise TwinError("--distil-loss ranking says how to learn from the model of --distil-from: give "
                         "--distil-from packaged or MODEL")
     if loss == "ranking" and variants:
         raise TwinError("--distil-variants adds texts to the cosines the student learns; --distil-loss ranking "
                         "ranks each anchor's candidates only: give --distil-loss cosines or no variants")
     weight = weight if weight is not None else (STUDENT_DISTIL_WEIGHT if loss == "ranking" else DISTIL_WEIGHT)
-    return sources, loss, weight
+    return source, loss, weight
 
 
 def _frozen(encoder_kind: str, embeddings: str, tokens: str) -> bool:
