@@ -1,13 +1,16 @@
-"""Two models' cosines mixed, as one encoder would give them, on labelled pairs: does an ensemble of
-the packaged model and a fine-tuned one beat both (issue 13, BENCHMARKS.md round 15)?
+"""Several models' cosines mixed, as one encoder would give them, on labelled pairs: does an
+ensemble of the packaged model and a fine-tuned one (or another model) beat each alone (issue 13,
+BENCHMARKS.md rounds 15 and 19)?
 
     python scripts/mix_models.py dev.tsv --model packaged --model M [--weights 0,0.2,0.5,1] [--json OUT]
+    python scripts/mix_models.py dev.tsv --model packaged --model M2 --model M --weights 0.5/0.5/0,0.25/0.25/0.5
 
-At weight w of the first model, each text's vector is the concatenation [sqrt(w) a, sqrt(1 - w) b]
-of the two models' unit vectors a and b: a unit vector whose inner product with another is
-w cos_a + (1 - w) cos_b, so FAISS ranks by the mixed cosine (an output-space ensemble, at the cost
-of both encoders). Each weight is scored as `twin eval` (best-threshold accuracy, AP) and `twin
-eval-retrieval` (recall@1, MRR@10) score a model; w = 1 and w = 0 are the two models alone.
+With weights w_1..w_k (summing to 1), each text's vector is the concatenation [sqrt(w_1) v_1, ...,
+sqrt(w_k) v_k] of the k models' unit vectors: a unit vector whose inner product with another is
+sum_j w_j cos_j, so FAISS ranks by the mixed cosine (an output-space ensemble, at the cost of every
+encoder). Two models take the first one's weight alone (w, then 1 - w); more take one
+slash-separated weight a model for each mix. Each mix is scored as `twin eval` (best-threshold
+accuracy, AP) and `twin eval-retrieval` (recall@1, MRR@10) score a model.
 """
 
 from __future__ import annotations
@@ -31,12 +34,12 @@ from retrieval.text import normalize  # noqa: E402
 
 
 class Mixed(Encoder):
-    """Fixed vectors of known texts: the weighted concatenation of two models' unit vectors."""
+    """Fixed vectors of known texts: the weighted concatenation of several models' unit vectors."""
 
-    def __init__(self, texts: list[str], first: np.ndarray, second: np.ndarray, weight: float) -> None:
+    def __init__(self, texts: list[str], vectors: Sequence[np.ndarray], weights: Sequence[float]) -> None:
         self.row = {t: i for i, t in enumerate(texts)}
-        self.vectors = np.hstack([np.sqrt(weight) * first, np.sqrt(1 - weight) * second]).astype(np.float32)
-        self.name = f"mix {weight:g}"
+        self.vectors = np.hstack([np.sqrt(w) * v for w, v in zip(weights, vectors, strict=True)]).astype(np.float32)
+        self.name = "mix " + "/".join(f"{w:g}" for w in weights)
 
     @property
     def dimension(self) -> int:
@@ -46,40 +49,55 @@ class Mixed(Encoder):
         return self.vectors[[self.row[normalize(t)] for t in items]]
 
 
-def mix_metrics(pairs: list[Pair], first: Encoder, second: Encoder, weights: Sequence[float]) -> list[dict]:
-    """For each weight of ``first``: best-threshold accuracy, AP, recall@1 and MRR@10 on ``pairs``."""
+def mix_metrics(pairs: list[Pair], encoders: Sequence[Encoder], mixes: Sequence[Sequence[float]]) -> list[dict]:
+    """For each mix (one weight a model): best-threshold accuracy, AP, recall@1 and MRR@10 on ``pairs``."""
     texts = sorted({normalize(t) for p in pairs for t in (p.a, p.b)})
-    a, b = first.encode(texts, 128), second.encode(texts, 128)
+    vectors = [e.encode(texts, 128) for e in encoders]
     labels = np.array([p.label for p in pairs])
     rows = []
-    for weight in weights:
-        mixed = Mixed(texts, a, b, weight)
+    for weights in mixes:
+        mixed = Mixed(texts, vectors, weights)
         pair = pair_metrics(pair_scores(mixed, pairs), labels, 0.5)
         ranked = retrieval_metrics(mixed, pairs)
-        rows.append({"weight_first": weight, "accuracy": pair["best_accuracy"], "average_precision":
+        rows.append({"weights": list(weights), "accuracy": pair["best_accuracy"], "average_precision":
                      pair["average_precision"], "recall@1": ranked["recall@1"], "mrr@10": ranked["mrr@10"]})
     return rows
 
 
+def parse_mixes(text: str, models: int) -> list[list[float]]:
+    """``--weights``: for two models the first one's weights (``0,0.3,1``), for more one
+    slash-separated weight a model a mix (``0.5/0.5/0,0.2/0.2/0.6``); each mix sums to 1."""
+    try:
+        mixes = [[float(w) for w in mix.split("/")] for mix in text.split(",")]
+    except ValueError:
+        raise SystemExit(f"Error: --weights {text}: numbers between 0 and 1, comma-separated") from None
+    if models == 2:
+        mixes = [[m[0], 1 - m[0]] if len(m) == 1 else m for m in mixes]
+    for mix in mixes:
+        if len(mix) != models or not all(0 <= w <= 1 for w in mix) or abs(sum(mix) - 1) > 1e-6:
+            raise SystemExit(f"Error: --weights {text}: each mix needs {models} weights between 0 and 1 (a/b/...) "
+                             "that sum to 1")
+    return mixes
+
+
 def main() -> None:
-    """Score each mixing weight and print one line a weight (and the JSON file, where asked)."""
+    """Score each mix and print one line a mix (and the JSON file, where asked)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("pairs", type=Path, help="labelled pairs (the file `twin eval` reads)")
-    parser.add_argument("--model", action="append", required=True, help="a model folder or 'packaged'; twice")
-    parser.add_argument("--weights", default="0,0.2,0.4,0.6,0.8,1", help="weights of the first model, comma-separated")
+    parser.add_argument("--model", action="append", required=True, help="a model folder or 'packaged'; twice or more")
+    parser.add_argument("--weights", default="0,0.2,0.4,0.6,0.8,1",
+                        help="two models: weights of the first, comma-separated; more: a/b/... a mix")
     parser.add_argument("--backend", default="onnx", choices=["onnx", "torch"], help="what runs the models")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
-    try:
-        weights = [float(w) for w in args.weights.split(",")]
-    except ValueError:
-        raise SystemExit(f"Error: --weights {args.weights}: numbers between 0 and 1, comma-separated") from None
-    if len(args.model) != 2 or not all(0 <= w <= 1 for w in weights):
-        raise SystemExit("Error: give --model twice and --weights between 0 and 1")
-    pairs, (first, second) = open_inputs(args.pairs, args.model, args.backend)
-    rows = mix_metrics(pairs, first, second, weights)
+    if len(args.model) < 2:
+        raise SystemExit("Error: give --model at least twice")
+    mixes = parse_mixes(args.weights, len(args.model))
+    pairs, encoders = open_inputs(args.pairs, args.model, args.backend)
+    rows = mix_metrics(pairs, encoders, mixes)
     for row in rows:
-        print(" ".join(f"{k} {v:.4f}" for k, v in row.items()))
+        print("weights " + "/".join(f"{w:g}" for w in row["weights"]) + " "
+              + " ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "weights"))
     if args.json:
         args.json.write_text(json.dumps({"models": args.model, "rows": rows}, indent=1))
 

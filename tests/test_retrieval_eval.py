@@ -85,8 +85,8 @@ def test_the_script_compares_two_models(tmp_path):
     assert "nope.tsv" in missing.stderr  # one line that names the file
 
 
-def test_mixing_two_models_scores_the_weighted_cosine_and_each_alone_at_the_ends(encoder, tmp_path):
-    from mix_models import Mixed, mix_metrics
+def test_mixing_models_scores_the_weighted_cosine_and_each_alone_at_the_ends(encoder, tmp_path):
+    from mix_models import Mixed, mix_metrics, parse_mixes
 
     from retrieval.encoders import LSTMEncoder
     from retrieval.evaluate import pair_metrics, pair_scores
@@ -95,16 +95,25 @@ def test_mixing_two_models_scores_the_weighted_cosine_and_each_alone_at_the_ends
     words = sorted({w.strip("?,.").lower() for p in PAIRS for t in (p.a, p.b) for w in t.split()})
     other = LSTMEncoder(["<pad>", "<unk>", *words], {"embed_dim": 16, "hidden": 32, "out_dim": 32})
     labels = [p.label for p in PAIRS]
-    rows = mix_metrics(PAIRS, encoder, other, [1.0, 0.3, 0.0])
+    rows = mix_metrics(PAIRS, [encoder, other], parse_mixes("1,0.3,0", 2))
     for row, alone in ((rows[0], encoder), (rows[2], other)):  # the ends are each model alone
         pair, ranked = pair_metrics(pair_scores(alone, PAIRS), labels, 0.5), retrieval_metrics(alone, PAIRS)
         assert row["accuracy"] == pytest.approx(pair["best_accuracy"]) and row["recall@1"] == ranked["recall@1"]
         assert row["average_precision"] == pytest.approx(pair["average_precision"], abs=1e-6)
     texts = sorted({normalize(t) for p in PAIRS for t in (p.a, p.b)})
-    mixed = Mixed(texts, encoder.encode(texts), other.encode(texts), 0.3)
+    mixed = Mixed(texts, [encoder.encode(texts), other.encode(texts)], [0.3, 0.7])
     expected = 0.3 * pair_scores(encoder, PAIRS) + 0.7 * pair_scores(other, PAIRS)
     assert np.allclose(pair_scores(mixed, PAIRS), expected, atol=1e-5)  # the weighted cosine
     assert np.allclose(np.linalg.norm(mixed.vectors, axis=1), 1, atol=1e-5)  # unit vectors: FAISS ranks by it
+    third = LSTMEncoder(["<pad>", "<unk>", *words], {"embed_dim": 8, "hidden": 16, "out_dim": 16})
+    weights = parse_mixes("0.2/0.3/0.5", 3)[0]
+    mixed = Mixed(texts, [m.encode(texts) for m in (encoder, other, third)], weights)
+    expected = sum(w * pair_scores(m, PAIRS) for w, m in zip(weights, (encoder, other, third)))
+    assert np.allclose(pair_scores(mixed, PAIRS), expected, atol=1e-5)  # three models: the same
+    with pytest.raises(SystemExit, match="each mix needs 3 weights"):
+        parse_mixes("0.5/0.5", 3)
+    with pytest.raises(SystemExit, match="that sum to 1"):
+        parse_mixes("0.5/0.6", 2)
     bad = subprocess.run([sys.executable, str(SCRIPT.parent / "mix_models.py"), str(tmp_path / "p.tsv"), "--model",
                           "packaged", "--model", "packaged", "--weights", "0,x"], capture_output=True, text=True,
                          timeout=120)
