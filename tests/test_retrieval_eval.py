@@ -119,3 +119,51 @@ def test_mixing_models_scores_the_weighted_cosine_and_each_alone_at_the_ends(enc
                          timeout=120)
     assert bad.returncode == 1
     assert bad.stderr.strip() == "Error: --weights 0,x: numbers between 0 and 1, comma-separated"
+
+
+def test_reranking_follows_the_scores_it_is_given():
+    from rerank_retrieval import reranked
+
+    run = RetrievalRun(["a", "a2", "b", "b2", "c"], 3, [0, 2], [{1}, {3}], [[4, 1], [3, 4]])
+    cosines = [np.array([0.9, 0.8]), np.array([0.9, 0.5])]
+    probs = [np.array([0.3, 0.95]), np.array([0.2, 0.9])]  # the cross-encoder prefers the wrong one for "b"
+    out = reranked(run, 2, cosines, probs, [0.0, 0.01, 1.0], threshold=0.5)
+    assert out["cosine + 0.0 logit"] == 0.5  # the bi-encoder's order: "a" wrong, "b" right
+    assert out["cosine + 0.01 logit"] == 0.5  # too light a weight to reorder either
+    assert out["cosine + 1.0 logit"] == 0.5 and out["cross-encoder alone"] == 0.5  # "a" right, "b" wrong
+    assert out["wrong top hits it calls duplicates"] == 0.0  # "c" for "a": P 0.3
+    assert out["top hit labelled or called a duplicate"] == 0.5
+    out = reranked(run, 1, [c[:1] for c in cosines], [p[:1] for p in probs], [1.0], threshold=0.25)
+    assert out["cosine + 1.0 logit"] == out["cross-encoder alone"] == 0.5  # one answer: nothing to reorder
+    assert out["wrong top hits it calls duplicates"] == 1.0
+    assert out["top hit labelled or called a duplicate"] == 1.0
+
+
+def test_the_rerank_script_trains_saves_and_reloads_its_cross_encoder(encoder, tmp_path):
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("question1\tquestion2\tis_duplicate\n" + "".join(f"{p.a}\t{p.b}\t{p.label}\n" for p in PAIRS))
+    train = tmp_path / "train.tsv"  # its last row shares a question with pairs.tsv: left out
+    train.write_text("question1\tquestion2\tis_duplicate\n"
+                     "How do I cook rice?\tWhat is the way to cook rice?\t1\n"
+                     "How do I cook rice?\tHow do I fry rice?\t0\n"
+                     "How do I learn Python quickly?\tWhy is the sky blue?\t0\n")
+    script = str(SCRIPT.parent / "rerank_retrieval.py")
+    common = [str(pairs), "--model", "packaged", "--depth", "3", "--weights", "0.5"]
+    first = subprocess.run([sys.executable, script, *common, "--train", str(train), "--save-teacher",
+                            str(tmp_path / "ce"), "--json", str(tmp_path / "a.json")],
+                           capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr
+    assert "2 pairs of" in first.stderr and "1 dropped" in first.stderr
+    again = subprocess.run([sys.executable, script, *common, "--teacher", str(tmp_path / "ce"), "--json",
+                            str(tmp_path / "b.json")], capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    a, b = (json.loads((tmp_path / name).read_text()) for name in ("a.json", "b.json"))
+    assert a == b  # the saved cross-encoder scores as the trained one did
+    model = a["models"]["packaged"]
+    assert model["queries"] == 5 and set(model) >= {"cosine + 0.0 logit", "cosine + 0.5 logit", "cross-encoder alone"}
+    own = retrieval_metrics(encoder, PAIRS)["recall@1"]
+    assert model["cosine + 0.0 logit"] == pytest.approx(own)  # w = 0: eval-retrieval's own order
+    bad = subprocess.run([sys.executable, script, *common, "--teacher", str(tmp_path / "nope")],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr and bad.stderr.startswith("Error: ")
+    assert len(bad.stderr.strip().splitlines()) == 1 and "nope" in bad.stderr

@@ -100,6 +100,12 @@ class CrossEncoderTeacher:
                     bar.update(1)
         self.model.eval()
 
+    def save(self, folder: str | Path) -> None:
+        """Write the cross-encoder (weights, head and tokenizer) to ``folder``, which
+        ``CrossEncoderTeacher(folder)`` loads again (for analysis scripts: `twin train` keeps only what it labelled)."""
+        self.model.save_pretrained(str(folder))
+        self.tokenizer.save_pretrained(str(folder))
+
     def label(self, pairs: Sequence[tuple[str, str]], batch_size: int = 128) -> np.ndarray:
         """P(duplicate) of each pair, in the order given. The teacher saw each training pair either
         way round; the mean of both orders, twice the work, was the default until round 13, whose
