@@ -115,6 +115,8 @@ def main() -> None:
     parser.add_argument("--backend", default="onnx", choices=["onnx", "torch"], help="what runs the bi-encoders")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
+    if args.depth < 1:
+        raise SystemExit(f"Error: --depth {args.depth}: give 1 or more answers to re-rank")
     try:
         weights = sorted({0.0, *(float(w) for w in args.weights.split(","))})
         labelled = read_labelled(args.pairs, PairColumns())

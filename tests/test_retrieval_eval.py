@@ -167,3 +167,6 @@ def test_the_rerank_script_trains_saves_and_reloads_its_cross_encoder(encoder, t
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 1 and "Traceback" not in bad.stderr and bad.stderr.startswith("Error: ")
     assert len(bad.stderr.strip().splitlines()) == 1 and "nope" in bad.stderr
+    shallow = subprocess.run([sys.executable, script, str(pairs), "--model", "packaged", "--depth", "0",
+                              "--teacher", str(tmp_path / "ce")], capture_output=True, text=True, timeout=300)
+    assert shallow.returncode == 1 and shallow.stderr.startswith("Error: --depth 0")
