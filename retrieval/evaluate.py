@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -113,14 +113,15 @@ def plot(scores: np.ndarray, labels: np.ndarray, tau: float, out: Path | BinaryI
 class RetrievalRun:
     """One model's answers to the one-shot retrieval queries of a pair file: ``questions`` are its
     distinct normalised texts, in ``n_groups`` duplicate groups; for each query (an index into
-    ``questions``), ``relevant`` holds the rest of its group and ``ranked`` its nearest other
-    questions, best first."""
+    ``questions``), ``relevant`` holds the rest of its group, ``ranked`` its nearest other
+    questions, best first, and ``scores`` their cosines with it."""
 
     questions: list[str]
     n_groups: int
     queries: list[int]
     relevant: list[set[int]]
     ranked: list[list[int]]
+    scores: list[list[float]] = field(default_factory=list)
 
 
 def retrieval_run(encoder: Encoder, pairs: Sequence[Pair], depth: int = 10) -> RetrievalRun:
@@ -147,9 +148,10 @@ def retrieval_run(encoder: Encoder, pairs: Sequence[Pair], depth: int = 10) -> R
         store.add([str(i) for i in range(len(questions))], vectors)
         hits = store.search(vectors[queries], k=min(depth + 1, len(questions)))
         store.close()
-    ranked = [[int(h.id) for h in row if int(h.id) != query][:depth] for query, row in zip(queries, hits)]
+    others = [[h for h in row if int(h.id) != query][:depth] for query, row in zip(queries, hits)]
     relevant = [members[group_of[questions[query]]] - {query} for query in queries]
-    return RetrievalRun(questions, len(members), queries, relevant, ranked)
+    return RetrievalRun(questions, len(members), queries, relevant, [[int(h.id) for h in row] for row in others],
+                        [[h.score for h in row] for row in others])
 
 
 def retrieval_metrics(encoder: Encoder, pairs: Sequence[Pair], ks: Sequence[int] = (1, 5, 10)) -> dict:

@@ -72,13 +72,12 @@ def reranked(run: RetrievalRun, depth: int, cosines: list[np.ndarray], probs: li
 def rerank_model(encoder: Encoder, teacher: CrossEncoderTeacher, pairs: list[Pair], depth: int,
                  weights: list[float], threshold: float) -> dict:
     """One bi-encoder's queries, their top ``depth`` scored by ``teacher`` and re-ranked (``reranked``)."""
-    run = retrieval_run(encoder, pairs, max(depth, 10))
-    vectors = encoder.encode(run.questions, 128)
-    tops = [ranked[:depth] for ranked in run.ranked]
-    flat = both_ways(teacher, [(run.questions[q], run.questions[c]) for q, top in zip(run.queries, tops) for c in top])
-    ends = np.cumsum([0] + [len(top) for top in tops])
+    run = retrieval_run(encoder, pairs, depth)
+    flat = both_ways(teacher, [(run.questions[q], run.questions[c]) for q, top in zip(run.queries, run.ranked)
+                               for c in top])
+    ends = np.cumsum([0] + [len(top) for top in run.ranked])
     probs = [flat[a:b] for a, b in zip(ends[:-1], ends[1:])]
-    cosines = [vectors[top] @ vectors[q] for q, top in zip(run.queries, tops)]
+    cosines = [np.array(scores) for scores in run.scores]
     return {"queries": len(run.queries), **reranked(run, depth, cosines, probs, weights, threshold)}
 
 

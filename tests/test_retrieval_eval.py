@@ -35,8 +35,11 @@ def test_groups_queries_and_rankings(encoder):
     python = {i for i, q in enumerate(run.questions) if "python" in q.lower()}
     assert {run.questions[q] for q in run.queries} == {run.questions[i] for i in python} | {
         "How do I lose weight fast?", "What is the quickest way to lose weight?"}
-    for query, relevant, ranked in zip(run.queries, run.relevant, run.ranked):
+    vectors = encoder.encode(run.questions)
+    for query, relevant, ranked, scores in zip(run.queries, run.relevant, run.ranked, run.scores):
         assert query not in relevant and query not in ranked and len(ranked) == 3 == len(set(ranked))
+        assert scores == sorted(scores, reverse=True)
+        assert np.allclose(scores, vectors[ranked] @ vectors[query], atol=1e-5)  # each hit's cosine
         if query in python:
             assert relevant == python - {query}
             assert set(ranked[:2]) == relevant  # the packaged model puts both paraphrases first
